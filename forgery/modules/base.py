@@ -1,0 +1,87 @@
+"""Base LightningModule: checkpoints carry the (resolved, plain) config that rebuilds the module."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import forgery
+
+__all__ = ["ForgeryModule", "build_module", "load_module", "CheckpointError"]
+
+CKPT_KEY = "forgery"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: not forgery's, the other model's, or not loadable safely."""
+
+
+class ForgeryModule(pl.LightningModule):
+    """Common base: ``kind`` names the task (``splicing`` | ``faces``); ``build_config`` is stored in every
+    checkpoint so that ``forgery-eval`` / ``forgery-predict`` rebuild the exact model without ``model=``."""
+
+    kind: str = "generic"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.build_config: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CKPT_KEY] = {"kind": self.kind, "version": forgery.__version__, "config": self.build_config}
+
+
+def _plain(cfg: Any) -> Any:
+    if cfg is None:
+        return None
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def build_module(model: Any, loss: Any, augmentation: Any = None) -> ForgeryModule:
+    """Instantiates the LightningModule of ``model`` with the loss and augmentation of their own groups."""
+    model_cfg, loss_cfg, aug_cfg = _plain(model), _plain(loss), _plain(augmentation)
+    loss_obj = hydra.utils.instantiate(loss_cfg)
+    aug_obj = hydra.utils.instantiate(aug_cfg) if aug_cfg else None
+    module = hydra.utils.instantiate(model_cfg, loss=loss_obj, augmentation=aug_obj, _convert_="all")
+    if not isinstance(module, ForgeryModule):
+        raise TypeError(f"model config builds {type(module).__name__}, not a ForgeryModule")
+    module.build_config = {"model": model_cfg, "loss": loss_cfg, "augmentation": aug_cfg}
+    return module
+
+
+def load_module(path: str | Path, kind: str | None = None, map_location: str = "cpu") -> ForgeryModule:
+    """Loads a forgery checkpoint with ``weights_only=True`` and rebuilds its module.
+
+    Raises:
+        CheckpointError: the file is not a safe-loadable forgery checkpoint, or it is of another ``kind``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
+        raise CheckpointError(
+            f"{path}: cannot be loaded with weights_only=True (a pickled module or object, or a truncated "
+            f"file?): {str(err).splitlines()[0]}"
+        ) from err
+    info = ckpt.get(CKPT_KEY) if isinstance(ckpt, dict) else None
+    if not info or not info.get("config"):
+        raise CheckpointError(f"{path}: not a forgery checkpoint (no '{CKPT_KEY}' entry with the model config)")
+    if kind is not None and info["kind"] != kind:
+        target = info["config"]["model"].get("_target_", "?")
+        raise CheckpointError(
+            f"{path}: is a checkpoint of a {info['kind']!r} model ({target}), but this command needs a "
+            f"{kind!r} model"
+        )
+    cfg = info["config"]
+    module = build_module(cfg["model"], cfg["loss"], cfg.get("augmentation"))
+    module.load_state_dict(ckpt["state_dict"])
+    return module

@@ -1,0 +1,157 @@
+"""SplicingModule: trains and evaluates a splicing-localization network (MTSE-Net)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from forgery.augment.targets import edge_targets
+from forgery.metrics import LocalizationMetrics
+from forgery.modules.base import ForgeryModule
+from forgery.utils.visualize import log_image, save_png, splicing_grid
+
+__all__ = ["SplicingModule"]
+
+log = logging.getLogger(__name__)
+
+
+class SplicingModule(ForgeryModule):
+    """Lightning wrapper around a splicing network and its multi-task loss.
+
+    Targets (edges) and augmentations run on the device in ``on_after_batch_transfer``. Metrics: one
+    :class:`~forgery.metrics.LocalizationMetrics` per stage at a fixed threshold, logged as ``stage/name``.
+
+    Args:
+        net: network whose ``forward(images)`` returns an ``MTSEOutput``.
+        loss: multi-task loss ``loss(out, mask, mask_edge, image_edge) -> dict``.
+        optimizer: partial optimizer (``_partial_: true``), completed with the parameters.
+        scheduler: optional partial LR scheduler.
+        scheduler_interval: ``step`` or ``epoch``.
+        augmentation: optional paired augmentation ``aug(images, masks)`` applied in training.
+        input_mean, input_std: optional normalization of the [0, 1] input (none by default, as in the paper).
+        threshold: pixel decision threshold of the metrics.
+        num_bins: histogram bins of the pixel AUROC.
+        num_vis: samples in the validation picture grid (0 disables it).
+    """
+
+    kind = "splicing"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        augmentation: nn.Module | None = None,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
+        threshold: float = 0.5,
+        num_bins: int = 1000,
+        num_vis: int = 8,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False)
+        self.net = net
+        self.loss = loss
+        self.augmentation = augmentation
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        mean = torch.tensor(input_mean if input_mean is not None else [0.0, 0.0, 0.0])
+        std = torch.tensor(input_std if input_std is not None else [1.0, 1.0, 1.0])
+        self.register_buffer("input_mean", mean.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("input_std", std.view(1, -1, 1, 1), persistent=False)
+        self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
+        self.test_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
+        self._vis: list[dict[str, Tensor]] = []
+
+    def forward(self, images: Tensor):
+        """images (B, 3, H, W) in [0, 1] -> the network's output."""
+        return self.net((images - self.input_mean) / self.input_std)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.trainer is not None and self.trainer.training and self.augmentation is not None:
+            batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
+        batch["image_edge"], batch["mask_edge"] = edge_targets(batch["image"], batch["mask"])
+        return batch
+
+    def _shared_step(self, batch: dict) -> tuple[Any, dict[str, Tensor]]:
+        out = self(batch["image"])
+        terms = self.loss(out, batch["mask"][:, 0].long(), batch["mask_edge"], batch["image_edge"])
+        return out, terms
+
+    def _check_finite(self, loss: Tensor, batch: dict, stage: str) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite {stage} loss {loss.item()} at global step {self.global_step}; "
+                f"batch sample ids: {list(batch.get('id', []))}"
+            )
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        _, terms = self._shared_step(batch)
+        self._check_finite(terms["loss"], batch, "train")
+        bs = batch["image"].shape[0]
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/loss_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=bs)
+        return terms["loss"]
+
+    def _eval_step(self, batch: dict, stage: str, metrics) -> None:
+        out, terms = self._shared_step(batch)
+        probs = out.mask_prob
+        metrics.update(probs, batch["mask"][:, 0])
+        self.log(f"{stage}/loss", terms["loss"], batch_size=batch["image"].shape[0], sync_dist=True)
+        if stage == "val" and len(self._vis) < self.hparams.num_vis:
+            k = self.hparams.num_vis - len(self._vis)
+            self._vis.append({
+                "image": batch["image"][:k].detach().cpu(),
+                "mask": batch["mask"][:k].detach().cpu(),
+                "prob": probs[:k, None].detach().float().cpu(),
+                "edge": out.image_edge[:k].detach().float().cpu(),
+            })
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
+        out = self(batch["image"])
+        return {"id": batch.get("id"), "prob": out.mask_prob, "edge": out.image_edge}
+
+    def _log_metrics(self, stage: str, metrics) -> dict[str, Tensor]:
+        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        self.log_dict(values, sync_dist=False)
+        metrics.reset()
+        return values
+
+    def on_validation_epoch_start(self) -> None:
+        self._vis = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+        if self._vis and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            cat = {k: torch.cat([v[k] for v in self._vis]) for k in self._vis[0]}
+            grid = splicing_grid(cat["image"], cat["mask"], cat["prob"], cat["edge"])
+            root = Path(self.trainer.default_root_dir) / "predictions"
+            path = save_png(grid, root / f"val_epoch{self.current_epoch:03d}.png")
+            log_image(self.loggers, "val/predictions", path, self.global_step)
+        self._vis = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }

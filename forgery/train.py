@@ -1,0 +1,80 @@
+"""Training entry point: ``forgery-train`` / ``python -m forgery.train`` (Hydra app over ``conf/train.yaml``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from forgery.modules import build_module
+from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from forgery.utils.run import extras, resolve_ckpt_path, to_floats, write_json
+
+__all__ = ["train", "main", "CONFIG_DIR"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trains (and optionally tests) the configured model.
+
+    Returns:
+        metrics: every logged metric (train, val, test) as floats.
+        objects: cfg, datamodule, model, callbacks, loggers, trainer.
+    """
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    model = build_module(cfg.model, cfg.loss, cfg.get("augmentation"))
+    model.build_config["data"] = {"name": cfg.data.get("name"), "image_size": cfg.data.get("image_size")}
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "callbacks": callbacks,
+               "loggers": loggers, "trainer": trainer}
+
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+    metrics = to_floats(trainer.callback_metrics)
+
+    if cfg.get("test", False):
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not ckpt or trainer.fast_dev_run:
+            log.warning("no best checkpoint; testing the current weights")
+            ckpt = None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+        test_metrics = to_floats(results[0] if results else {})
+        metrics.update(test_metrics)
+        if trainer.is_global_zero:
+            write_json(output_dir / "metrics.json", {
+                "dataset": datamodule.test_name,
+                "split": "test",
+                "size": len(datamodule.records["test"]),
+                "checkpoint": ckpt,
+                "metrics": test_metrics,
+            })
+    return metrics, objects
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Thin Hydra wrapper; returns ``cfg.optimized_metric`` for sweepers."""
+    extras(cfg)
+    metrics, _ = train(cfg)
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Prediction pictures: sample grids saved as PNG in the run directory and sent to image-capable loggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+__all__ = ["overlay", "splicing_grid", "save_png", "log_image"]
+
+
+def overlay(images: Tensor, probs: Tensor, color: tuple[float, float, float] = (1.0, 0.0, 0.0),
+            alpha: float = 0.5) -> Tensor:
+    """Tint images (B, 3, H, W) in [0, 1] by probabilities (B, 1, H, W) in [0, 1]."""
+    tint = torch.tensor(color, device=images.device, dtype=images.dtype)[None, :, None, None]
+    a = alpha * probs
+    return images * (1 - a) + tint * a
+
+
+def splicing_grid(images: Tensor, masks: Tensor, probs: Tensor, edges: Tensor) -> Tensor:
+    """One row per sample: image | ground truth | probability | overlay | predicted image edge.
+
+    Args: images (N, 3, H, W) in [0, 1]; masks, probs, edges (N, 1, H, W) in [0, 1].
+    Returns: (3, H', W') grid in [0, 1].
+    """
+    gray = lambda t: t.expand(-1, 3, -1, -1)  # noqa: E731
+    tiles = torch.stack(
+        [images, gray(masks), gray(probs), overlay(images, (probs > 0.5).float()), gray(edges.clamp(0, 1))],
+        dim=1,
+    ).flatten(0, 1)
+    return make_grid(tiles.float().cpu(), nrow=5, padding=2, pad_value=1.0)
+
+
+def save_png(grid: Tensor, path: str | Path) -> Path:
+    """Writes a (3, H, W) or (1, H, W) [0, 1] tensor as PNG (atomically) and returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (grid.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def log_image(loggers: list, key: str, path: Path, step: int) -> None:
+    """Sends a saved picture to every logger that takes images (W&B, TensorBoard)."""
+    for lg in loggers:
+        name = type(lg).__name__
+        if name == "WandbLogger":
+            lg.log_image(key=key, images=[str(path)], step=step)
+        elif name == "TensorBoardLogger":
+            arr = np.asarray(Image.open(path).convert("RGB"))
+            lg.experiment.add_image(key, arr, global_step=step, dataformats="HWC")
