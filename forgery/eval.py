@@ -39,13 +39,16 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     results = trainer.test(module, datamodule=datamodule)
     metrics = to_floats(results[0] if results else {})
     if trainer.is_global_zero:
-        path = write_json(Path(cfg.paths.output_dir) / "metrics.json", {
-            "dataset": datamodule.test_name,
-            "split": "test",
-            "size": len(datamodule.records["test"]),
-            "checkpoint": str(cfg.ckpt_path),
-            "metrics": metrics,
-        })
+        path = write_json(
+            Path(cfg.paths.output_dir) / "metrics.json",
+            {
+                "dataset": datamodule.test_name,
+                "split": "test",
+                "size": len(datamodule.records["test"]),
+                "checkpoint": str(cfg.ckpt_path),
+                "metrics": metrics,
+            },
+        )
         log.info("metrics written to %s", path)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": module, "trainer": trainer}
 

@@ -51,8 +51,12 @@ def _save(arr: np.ndarray, path: Path) -> None:
 
 @torch.no_grad()
 def predict_images(
-    module: torch.nn.Module, paths: list[Path], out_dir: Path, threshold: float = 0.5,
-    max_size: int = 2048, device: str = "cpu",
+    module: torch.nn.Module,
+    paths: list[Path],
+    out_dir: Path,
+    threshold: float = 0.5,
+    max_size: int = 2048,
+    device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Runs a splicing module over image files; writes PNGs per image and returns the scores per file."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,8 +100,10 @@ def main(cfg: DictConfig) -> None:
     paths = _inputs(Path(cfg.input))
     out_dir = Path(cfg.output_dir)
     scores = predict_images(module, paths, out_dir, cfg.threshold, cfg.max_size, device)
-    write_json(out_dir / "predictions.json", {"checkpoint": str(cfg.ckpt_path), "threshold": cfg.threshold,
-                                               "images": scores})
+    write_json(
+        out_dir / "predictions.json",
+        {"checkpoint": str(cfg.ckpt_path), "threshold": cfg.threshold, "images": scores},
+    )
     log.info("wrote %d predictions to %s", len(scores), out_dir)
 
 

@@ -1,4 +1,4 @@
-"""Training entry point: ``forgery-train`` / ``python -m forgery.train`` (Hydra app over ``conf/train.yaml``)."""
+"""Training entry point: ``forgery-train`` or ``python -m forgery.train`` (Hydra app, conf/train.yaml)."""
 
 from __future__ import annotations
 
@@ -41,11 +41,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "callbacks": callbacks,
-               "loggers": loggers, "trainer": trainer}
+    objects = {
+        "cfg": cfg,
+        "datamodule": datamodule,
+        "model": model,
+        "callbacks": callbacks,
+        "loggers": loggers,
+        "trainer": trainer,
+    }
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+        )
     metrics = to_floats(trainer.callback_metrics)
 
     if cfg.get("test", False):
@@ -57,13 +65,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         test_metrics = to_floats(results[0] if results else {})
         metrics.update(test_metrics)
         if trainer.is_global_zero:
-            write_json(output_dir / "metrics.json", {
-                "dataset": datamodule.test_name,
-                "split": "test",
-                "size": len(datamodule.records["test"]),
-                "checkpoint": ckpt,
-                "metrics": test_metrics,
-            })
+            write_json(
+                output_dir / "metrics.json",
+                {
+                    "dataset": datamodule.test_name,
+                    "split": "test",
+                    "size": len(datamodule.records["test"]),
+                    "checkpoint": ckpt,
+                    "metrics": test_metrics,
+                },
+            )
     return metrics, objects
 
 

@@ -9,8 +9,8 @@ from forgery.augment.targets import edge_targets
 from forgery.losses.mtse import MTSELoss
 from forgery.models.mtse_net import MTSENet, MTSEOutput
 
-# The official model reports 3,940,800 parameters, 1,056 of which belong to a 1x1 conv (32->32 + bias) that its
-# forward never uses; this implementation leaves that layer out.
+# The official model reports 3,940,800 parameters, 1,056 of which belong to a 1x1 conv (32->32 + bias) that
+# its forward never uses; this implementation leaves that layer out.
 EXPECTED_PARAMS = 3_939_744
 
 
@@ -24,7 +24,13 @@ def test_spec_widths() -> None:
     net = MTSENet(width=32)
     # label-mask stream: M1 3->32, M2 (32+32)->64, M3 (64+32)->128, M4 (128+32)->256, M5 (256+32)->256
     convs = [blk[0] for blk in net.mask_enc]
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 32), (64, 64), (96, 128), (160, 256), (288, 256)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (3, 32),
+        (64, 64),
+        (96, 128),
+        (160, 256),
+        (288, 256),
+    ]
     # fused decoder widths at levels 1..4 (SEAM input) and the 3x3 conv after it
     assert [se.fc1.in_features for se in net.seam] == [96, 128, 192, 320]
     assert [blk[0].out_channels for blk in net.fuse] == [32, 64, 128, 256]
@@ -35,7 +41,9 @@ def test_spec_widths() -> None:
     for head, out_ch in ((net.mask_head, 2), (net.mask_edge_head, 2), (net.image_edge_head, 1)):
         assert head.kernel_size == (3, 3) and head.bias is None and head.out_channels == out_ch
     # FAL: BN only at the first level
-    assert [any(isinstance(m, torch.nn.BatchNorm2d) for m in f.modules()) for f in net.fal] == [True] + [False] * 3
+    assert [any(isinstance(m, torch.nn.BatchNorm2d) for m in f.modules()) for f in net.fal] == [True] + [
+        False
+    ] * 3
 
 
 @pytest.mark.parametrize("size", [256, 384, 512])

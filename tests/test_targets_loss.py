@@ -1,4 +1,4 @@
-"""Edge targets against a SciPy reference, the MTSE loss against hand-computed values, augmentation pairing."""
+"""Edge targets vs a SciPy reference, the MTSE loss vs hand-computed values, augmentation pairing."""
 
 from __future__ import annotations
 

@@ -33,7 +33,11 @@ class ForgeryModule(pl.LightningModule):
         self.build_config: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CKPT_KEY] = {"kind": self.kind, "version": forgery.__version__, "config": self.build_config}
+        checkpoint[CKPT_KEY] = {
+            "kind": self.kind,
+            "version": forgery.__version__,
+            "config": self.build_config,
+        }
 
 
 def _plain(cfg: Any) -> Any:
@@ -74,7 +78,9 @@ def load_module(path: str | Path, kind: str | None = None, map_location: str = "
         ) from err
     info = ckpt.get(CKPT_KEY) if isinstance(ckpt, dict) else None
     if not info or not info.get("config"):
-        raise CheckpointError(f"{path}: not a forgery checkpoint (no '{CKPT_KEY}' entry with the model config)")
+        raise CheckpointError(
+            f"{path}: not a forgery checkpoint (no '{CKPT_KEY}' entry with the model config)"
+        )
     if kind is not None and info["kind"] != kind:
         target = info["config"]["model"].get("_target_", "?")
         raise CheckpointError(

@@ -56,7 +56,9 @@ class SplicingModule(ForgeryModule):
         num_vis: int = 8,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False)
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False
+        )
         self.net = net
         self.loss = loss
         self.augmentation = augmentation
@@ -107,12 +109,14 @@ class SplicingModule(ForgeryModule):
         self.log(f"{stage}/loss", terms["loss"], batch_size=batch["image"].shape[0], sync_dist=True)
         if stage == "val" and len(self._vis) < self.hparams.num_vis:
             k = self.hparams.num_vis - len(self._vis)
-            self._vis.append({
-                "image": batch["image"][:k].detach().cpu(),
-                "mask": batch["mask"][:k].detach().cpu(),
-                "prob": probs[:k, None].detach().float().cpu(),
-                "edge": out.image_edge[:k].detach().float().cpu(),
-            })
+            self._vis.append(
+                {
+                    "image": batch["image"][:k].detach().cpu(),
+                    "mask": batch["mask"][:k].detach().cpu(),
+                    "prob": probs[:k, None].detach().float().cpu(),
+                    "edge": out.image_edge[:k].detach().float().cpu(),
+                }
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)

@@ -13,8 +13,9 @@ from torchvision.utils import make_grid
 __all__ = ["overlay", "splicing_grid", "save_png", "log_image"]
 
 
-def overlay(images: Tensor, probs: Tensor, color: tuple[float, float, float] = (1.0, 0.0, 0.0),
-            alpha: float = 0.5) -> Tensor:
+def overlay(
+    images: Tensor, probs: Tensor, color: tuple[float, float, float] = (1.0, 0.0, 0.0), alpha: float = 0.5
+) -> Tensor:
     """Tint images (B, 3, H, W) in [0, 1] by probabilities (B, 1, H, W) in [0, 1]."""
     tint = torch.tensor(color, device=images.device, dtype=images.dtype)[None, :, None, None]
     a = alpha * probs
@@ -39,7 +40,7 @@ def save_png(grid: Tensor, path: str | Path) -> Path:
     """Writes a (3, H, W) or (1, H, W) [0, 1] tensor as PNG (atomically) and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (grid.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    arr = grid.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
     tmp = path.with_suffix(".tmp.png")

@@ -68,8 +68,8 @@ class SplicingDataset(Dataset):
         image, mask = self._fit(image, mask, index)
         rec = self.records[index]
         return {
-            "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
-            "mask": torch.from_numpy(mask)[None].float(),
+            "image": torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0),
+            "mask": torch.from_numpy(np.array(mask))[None].float(),
             "label": torch.tensor(rec.label, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
             "id": rec.id,

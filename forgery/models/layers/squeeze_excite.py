@@ -31,4 +31,3 @@ class SqueezeExcite(nn.Module):
         w = x.mean(dim=(2, 3))
         w = self.gate(self.fc2(self.act(self.fc1(w))))
         return x * w[:, :, None, None]
-
