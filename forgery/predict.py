@@ -63,7 +63,7 @@ def predict_images(
     module = module.to(device).eval()
     scores: dict[str, dict[str, Any]] = {}
     for path in paths:
-        rgb = load_image(path)
+        rgb = np.array(load_image(path))
         h, w = rgb.shape[:2]
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
         scale = min(1.0, max_size / max(h, w))
