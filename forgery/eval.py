@@ -28,7 +28,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Tests ``cfg.ckpt_path`` on ``cfg.data``; returns (metrics, objects) and writes metrics.json."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    overrides = {}
+    if cfg.get("whole_dataset", True) and "split" in cfg.data:
+        overrides["split"] = {**cfg.data.split, "val_fraction": 0.0, "test_fraction": 1.0}
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all", **overrides)
     module = load_module(cfg.ckpt_path, kind=getattr(datamodule, "kind", None))
     trained = (module.build_config or {}).get("data") or {}
     size = cfg.data.get("image_size")

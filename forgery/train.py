@@ -56,7 +56,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     metrics = to_floats(trainer.callback_metrics)
 
-    if cfg.get("test", False):
+    has_test = cfg.get("test", False)
+    if has_test and not datamodule.records:
+        datamodule.prepare_data()
+        datamodule.setup("test")
+    if has_test and not datamodule.records.get("test"):
+        log.warning("no test split (data.split.test_fraction=0 and no data.test): skipping the test stage")
+        has_test = False
+    if has_test:
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not ckpt or trainer.fast_dev_run:
             log.warning("no best checkpoint; testing the current weights")

@@ -30,6 +30,19 @@ SMALL_SPLICING = [
     "data.eval_batch_size=4",
     "data.num_workers=0",
 ]
+SMALL_FACES = [
+    "data=faces_synth",
+    "data.image_size=64",
+    "data.synth.n_train=4",
+    "data.synth.n_val=2",
+    "data.synth.n_test=2",
+    "data.synth.real_frames=2",
+    "data.synth.fake_frames=2",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "data.num_workers=0",
+    "data.balance=false",
+]
 
 
 def real_data(*parts: str) -> Path:

@@ -7,15 +7,27 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from forgery.eval import evaluate
 from forgery.train import train
-from tests.conftest import EXPERIMENTS, SMALL_SPLICING
+from tests.conftest import EXPERIMENTS, SMALL_FACES, SMALL_SPLICING, real_data
 
-SMALL = {"mtse": SMALL_SPLICING}
+SMALL = {"mtse": SMALL_SPLICING, "mat": SMALL_FACES}
 
 
 def _small(experiment: str) -> list[str]:
+    """Tiny data for a fast_dev_run; real-data recipes run on the shared samples (or synthetic faces)."""
+    if experiment == "mtse_casia2":
+        root = real_data("splicing", "casia2")
+        return [
+            f"data.root={root}",
+            "data.image_size=64",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.split.val_fraction=0.2",
+            "data.split.test_fraction=0.2",
+        ]
     return SMALL[experiment.split("_")[0]]
 
 
@@ -44,13 +56,15 @@ def test_typo_fails_at_compose_time(make_cfg) -> None:
         make_cfg("train", ["data=casia3"])
 
 
-@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e.endswith("synth")])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_fast_dev_run(make_cfg, experiment: str) -> None:
     cfg = make_cfg("train", [f"experiment={experiment}", "+trainer.fast_dev_run=true", *_small(experiment)])
+    if experiment.startswith("mat"):
+        OmegaConf.update(cfg, "model.net.backbone", "tf_efficientnet_b0")
     metrics, objects = train(cfg)
     assert "train/loss" in metrics and metrics["train/loss"] == metrics["train/loss"]  # not NaN
     report = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    assert report["split"] == "test" and report["size"] == 8
+    assert report["split"] == "test" and report["size"] == objects["datamodule"].records["test"].__len__()
 
 
 def test_train_then_eval_metrics_match(make_cfg, tmp_path: Path) -> None:

@@ -58,3 +58,25 @@ def log_image(loggers: list, key: str, path: Path, step: int) -> None:
         elif name == "TensorBoardLogger":
             arr = np.asarray(Image.open(path).convert("RGB"))
             lg.experiment.add_image(key, arr, global_step=step, dataformats="HWC")
+
+
+def _heat(maps: Tensor) -> Tensor:
+    """(N, 1, H, W) in [0, 1] -> a simple blue-red colour map (N, 3, H, W)."""
+    return torch.cat([maps, 1 - (2 * maps - 1).abs(), 1 - maps], dim=1)
+
+
+def attention_grid(images: Tensor, maps: Tensor, agda: Tensor | None = None) -> Tensor:
+    """One row per face: image | each attention map overlaid | AGDA example (if given).
+
+    Args: images (N, 3, H, W) in [0, 1]; maps (N, M, h, w) non-negative; agda (N, 3, H, W) in [0, 1].
+    """
+    n, m = maps.shape[:2]
+    up = torch.nn.functional.interpolate(
+        maps.float(), size=images.shape[-2:], mode="bilinear", align_corners=True
+    )
+    up = up / up.flatten(2).amax(dim=2).clamp_min(1e-8)[:, :, None, None]
+    cols = [images] + [0.5 * images + 0.5 * _heat(up[:, j : j + 1]) for j in range(m)]
+    if agda is not None:
+        cols.append(agda)
+    tiles = torch.stack(cols, dim=1).flatten(0, 1)
+    return make_grid(tiles.float().clamp(0, 1), nrow=len(cols), padding=2, pad_value=1.0)
