@@ -94,6 +94,8 @@ class RegionalIndependenceLoss(nn.Module):
         self.alpha_decay = alpha_decay
         self.register_buffer("centers", torch.zeros(num_attentions, num_features))
         self.register_buffer("alpha", torch.tensor(float(alpha)))
+        # epochs whose decay has been applied: makes the decay resume-safe wherever a checkpoint is saved
+        self.register_buffer("decayed_epochs", torch.tensor(0, dtype=torch.long))
         self.register_buffer(
             "inner_margins", torch.tensor(inner_margins, dtype=torch.float32), persistent=False
         )
@@ -101,6 +103,16 @@ class RegionalIndependenceLoss(nn.Module):
     def on_epoch_end(self) -> None:
         """Decay the center momentum: alpha <- alpha * alpha_decay (0.05 -> 0.045 with the defaults)."""
         self.alpha.mul_(self.alpha_decay)
+        self.decayed_epochs.add_(1)
+
+    def sync_epoch(self, epoch: int) -> None:
+        """Apply the decays of all epochs before ``epoch`` not applied yet (call at each epoch's start).
+
+        Equivalent to calling :meth:`on_epoch_end` after every epoch, but exact after resuming from a
+        checkpoint saved before the epoch-end hook ran.
+        """
+        while int(self.decayed_epochs) < epoch:
+            self.on_epoch_end()
 
     def _update_centers(self, new_centers: Tensor) -> None:
         """Store c' (detached), averaged across DDP ranks so every rank holds the same centers."""
@@ -206,6 +218,10 @@ class MATLoss(nn.Module):
     def on_epoch_end(self) -> None:
         """Decay the RIL center momentum (call once per training epoch)."""
         self.ril.on_epoch_end()
+
+    def sync_epoch(self, epoch: int) -> None:
+        """Resume-safe decay: alpha = alpha0 * decay ** epoch at the start of ``epoch``."""
+        self.ril.sync_epoch(epoch)
 
     def forward(
         self,

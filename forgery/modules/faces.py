@@ -133,9 +133,11 @@ class FaceForgeryModule(ForgeryModule):
         self.log("train/acc", (out.logits.argmax(1) == labels).float().mean(), batch_size=bs)
         return terms["loss"]
 
-    def on_train_epoch_end(self) -> None:
-        if hasattr(self.loss, "on_epoch_end"):
-            self.loss.on_epoch_end()
+    def on_train_epoch_start(self) -> None:
+        # alpha *= 0.9 per finished epoch, applied at the next epoch's start so that a checkpoint saved at
+        # any point (validation, Ctrl-C, mid-epoch) resumes with the right value
+        if hasattr(self.loss, "sync_epoch"):
+            self.loss.sync_epoch(self.current_epoch)
 
     def _eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
         out = self(batch["image"])
