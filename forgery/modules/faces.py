@@ -145,8 +145,9 @@ class FaceForgeryModule(ForgeryModule):
         metrics.update(probs, batch["label"], batch["video_id"])
         loss = F.cross_entropy(out.logits.float(), batch["label"])
         self.log(f"{stage}/loss", loss, batch_size=batch["label"].shape[0], sync_dist=True)
-        if stage == "val" and out.attention_maps is not None and len(self._vis) < self.hparams.num_vis:
-            k = self.hparams.num_vis - len(self._vis)
+        shown = sum(len(v["image"]) for v in self._vis)
+        if stage == "val" and out.attention_maps is not None and shown < self.hparams.num_vis:
+            k = self.hparams.num_vis - shown
             self._vis.append({"image": batch["image"][:k].detach(), "maps": out.attention_maps[:k].detach()})
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -112,8 +112,9 @@ class SplicingModule(ForgeryModule):
         probs = out.mask_prob
         metrics.update(probs, batch["mask"][:, 0])
         self.log(f"{stage}/loss", terms["loss"], batch_size=batch["image"].shape[0], sync_dist=True)
-        if stage == "val" and len(self._vis) < self.hparams.num_vis:
-            k = self.hparams.num_vis - len(self._vis)
+        shown = sum(len(v["image"]) for v in self._vis)
+        if stage == "val" and shown < self.hparams.num_vis:
+            k = self.hparams.num_vis - shown
             self._vis.append(
                 {
                     "image": batch["image"][:k].detach().cpu(),

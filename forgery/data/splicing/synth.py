@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -318,6 +318,28 @@ def _transform_patch(
     return np.clip(patch, 0.0, 255.0), alpha
 
 
+def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+    """Traces of the donor's own history, as a spliced-in region from another camera carries: sensor-like
+    noise of another level (p 0.5), another focus (p 0.3), an earlier JPEG at another quality (p 0.5)."""
+    u = rng.random(3)
+    noise, blur, quality = rng.uniform(2.0, 8.0), rng.uniform(0.5, 1.2), int(rng.integers(40, 91))
+    params: dict[str, Any] = {}
+    if u[0] < 0.5:
+        patch = patch + rng.normal(0.0, noise, patch.shape[:2])[..., None].astype(np.float32)
+        params["noise"] = round(float(noise), 3)
+    if u[1] < 0.3:
+        patch = ndimage.gaussian_filter(patch, (blur, blur, 0))
+        params["blur"] = round(float(blur), 3)
+    if u[2] < 0.5:
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(patch + 0.5, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            patch = np.asarray(im.convert("RGB"), dtype=np.float32)
+        params["jpeg"] = quality
+    return np.clip(patch, 0.0, 255.0), params
+
+
 def _paste(
     host: np.ndarray, donor: np.ndarray, rng: np.random.Generator, size: int
 ) -> tuple[np.ndarray, np.ndarray, str, float] | None:
@@ -332,6 +354,7 @@ def _paste(
         return None
     feather_sigma = rng.uniform(0.0, 1.5)  # Gaussian ramp of ~0-3 px on each side of the boundary
     patch, alpha = _transform_patch(donor, shape, rng, feather_sigma)
+    patch, _ = _donor_trace(patch, rng)
     ph, pw = alpha.shape
     cy = rng.uniform(min(ph / 4, size / 2), max(size - ph / 4, size / 2))
     cx = rng.uniform(min(pw / 4, size / 2), max(size - pw / 4, size / 2))
