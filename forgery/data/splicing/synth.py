@@ -332,7 +332,8 @@ def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
         params["blur"] = round(float(blur), 3)
     if u[2] < 0.5:
         buf = io.BytesIO()
-        Image.fromarray(np.clip(patch + 0.5, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+        as_u8 = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+        Image.fromarray(as_u8).save(buf, format="JPEG", quality=quality)
         buf.seek(0)
         with Image.open(buf) as im:
             patch = np.asarray(im.convert("RGB"), dtype=np.float32)
