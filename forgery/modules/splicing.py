@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchmetrics import SumMetric
 
 from forgery.augment.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
@@ -70,6 +71,8 @@ class SplicingModule(ForgeryModule):
         std = torch.tensor(input_std if input_std is not None else [1.0, 1.0, 1.0])
         self.register_buffer("input_mean", mean.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("input_std", std.view(1, -1, 1, 1), persistent=False)
+        # samples skipped by data.on_error=skip, per stage (summed across processes)
+        self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self.test_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self._vis: list[dict[str, Tensor]] = []
@@ -82,6 +85,8 @@ class SplicingModule(ForgeryModule):
         return self.net(x)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "image" not in batch:  # every sample of the batch was skipped (data.on_error=skip)
+            return batch
         if self.trainer is not None and self.trainer.training and self.augmentation is not None:
             batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
         batch["image_edge"], batch["mask_edge"] = edge_targets(batch["image"], batch["mask"])
@@ -99,7 +104,15 @@ class SplicingModule(ForgeryModule):
                 f"batch sample ids: {list(batch.get('id', []))}"
             )
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def _count_skipped(self, batch: dict, stage: str) -> bool:
+        """Counts skipped samples; False when nothing of the batch is left."""
+        if "n_skipped" in batch:
+            self.skipped[f"{stage}_samples"].update(batch["n_skipped"].float())
+        return "image" in batch
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        if not self._count_skipped(batch, "train"):
+            return None
         _, terms = self._shared_step(batch)
         self._check_finite(terms["loss"], batch, "train")
         bs = batch["image"].shape[0]
@@ -108,6 +121,8 @@ class SplicingModule(ForgeryModule):
         return terms["loss"]
 
     def _eval_step(self, batch: dict, stage: str, metrics) -> None:
+        if not self._count_skipped(batch, stage):
+            return
         out, terms = self._shared_step(batch)
         probs = out.mask_prob
         metrics.update(probs, batch["mask"][:, 0])
@@ -136,9 +151,15 @@ class SplicingModule(ForgeryModule):
 
     def _log_metrics(self, stage: str, metrics) -> dict[str, Tensor]:
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        values[f"{stage}/skipped"] = self.skipped[f"{stage}_samples"].compute().float()
+        self.skipped[f"{stage}_samples"].reset()
         self.log_dict(values, sync_dist=False)
         metrics.reset()
         return values
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/skipped", self.skipped["train_samples"].compute().float())
+        self.skipped["train_samples"].reset()
 
     def on_validation_epoch_start(self) -> None:
         self._vis = []

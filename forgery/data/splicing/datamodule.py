@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from forgery.data.splicing.dataset import SplicingDataset
+from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
 from forgery.data.splicing.synth import build_splicing_synth, read_split
@@ -63,6 +63,8 @@ class SplicingDataModule(pl.LightningDataModule):
         split: ``{val_fraction, test_fraction, seed}``.
         test: optional ``{name, root, options}`` of a separate test dataset.
         synth: parameters of :func:`build_splicing_synth`.
+        on_error: ``raise`` stops at the first bad image or mask with its file name and the problem; ``skip``
+            skips such samples and counts them (``<stage>/skipped`` in the logs and metrics.json).
     """
 
     kind = "splicing"
@@ -82,6 +84,7 @@ class SplicingDataModule(pl.LightningDataModule):
         split: Mapping[str, Any] | None = None,
         test: Mapping[str, Any] | None = None,
         synth: Mapping[str, Any] | None = None,
+        on_error: str = "raise",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -128,7 +131,11 @@ class SplicingDataModule(pl.LightningDataModule):
         hp = self.hparams
         for s, recs in self.records.items():
             self.datasets[s] = SplicingDataset(
-                recs, hp.image_size, hp.resize if s == "train" else hp.eval_resize, train=(s == "train")
+                recs,
+                hp.image_size,
+                hp.resize if s == "train" else hp.eval_resize,
+                train=(s == "train"),
+                on_error=hp.on_error,
             )
         sizes = {s: len(r) for s, r in self.records.items()}
         log.info("splicing data %s (test: %s): %s", self.name, self.test_name, sizes)
@@ -148,6 +155,7 @@ class SplicingDataModule(pl.LightningDataModule):
             pin_memory=hp.pin_memory,
             drop_last=(split == "train" and len(self.datasets[split]) > bs),
             persistent_workers=hp.num_workers > 0,
+            collate_fn=collate_skipping,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from forgery.data.splicing.io import DataError, load_image, load_mask
 from forgery.data.splicing.sources import SplicingRecord
 
-__all__ = ["SplicingDataset", "RESIZE_POLICIES"]
+__all__ = ["SplicingDataset", "RESIZE_POLICIES", "ON_ERROR", "collate_skipping"]
+
+log = logging.getLogger(__name__)
 
 RESIZE_POLICIES = ("resize", "pad_crop", "none")
+ON_ERROR = ("raise", "skip")
+
+
+def collate_skipping(samples: list[dict | None]) -> dict:
+    """Default collation of the samples that loaded; ``n_skipped`` counts those that did not (None)."""
+    kept = [s for s in samples if s is not None]
+    batch = default_collate(kept) if kept else {}
+    batch["n_skipped"] = torch.tensor(len(samples) - len(kept))
+    return batch
 
 
 class SplicingDataset(Dataset):
@@ -30,6 +42,8 @@ class SplicingDataset(Dataset):
             least S, then crop S x S: random in training, centred otherwise) or ``none`` (native size; use
             batch size 1; H and W are padded up to a multiple of 16, padding counted as authentic).
         train: random crops for ``pad_crop``.
+        on_error: ``raise`` (default) stops at a bad file with its name and the problem; ``skip`` returns None
+            for it (logged with the reason) so that :func:`collate_skipping` drops and counts it.
     """
 
     def __init__(
@@ -38,7 +52,11 @@ class SplicingDataset(Dataset):
         image_size: int = 384,
         resize: str = "resize",
         train: bool = False,
+        on_error: str = "raise",
     ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
         self.records = list(records)
@@ -63,8 +81,14 @@ class SplicingDataset(Dataset):
             )
         return image, mask
 
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.load(index)
+    def __getitem__(self, index: int) -> dict | None:
+        try:
+            image, mask = self.load(index)
+        except DataError as err:
+            if self.on_error == "raise":
+                raise
+            log.warning("skipping sample %d: %s", index, err)
+            return None
         image, mask = self._fit(image, mask, index)
         rec = self.records[index]
         return {
