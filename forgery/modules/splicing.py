@@ -39,6 +39,7 @@ class SplicingModule(ForgeryModule):
         num_bins: histogram bins of the pixel AUROC.
         num_vis: samples in the validation picture grid (0 disables it).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU and GPU).
+        sync_batchnorm: convert BatchNorm layers to SyncBatchNorm under DDP.
     """
 
     kind = "splicing"
@@ -57,6 +58,7 @@ class SplicingModule(ForgeryModule):
         num_bins: int = 1000,
         num_vis: int = 8,
         channels_last: bool = True,
+        sync_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -76,6 +78,10 @@ class SplicingModule(ForgeryModule):
         self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self.test_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self._vis: list[dict[str, Tensor]] = []
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.sync_batchnorm and self.trainer is not None and self.trainer.world_size > 1:
+            self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
 
     def forward(self, images: Tensor):
         """images (B, 3, H, W) in [0, 1] -> the network's output."""

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
+from forgery.data.samplers import eval_sampler
 
 __all__ = ["FaceDataModule"]
 
@@ -116,6 +117,7 @@ class FaceDataModule(pl.LightningDataModule):
             ds,
             batch_size=bs,
             shuffle=shuffle,
+            sampler=None if split == "train" else eval_sampler(self.datasets[split]),
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,
             drop_last=split == "train" and len(ds) > bs,

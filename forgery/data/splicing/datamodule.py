@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from forgery.data.samplers import eval_sampler
 from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
@@ -151,6 +152,7 @@ class SplicingDataModule(pl.LightningDataModule):
             self.datasets[split],
             batch_size=bs,
             shuffle=shuffle,
+            sampler=None if split == "train" else eval_sampler(self.datasets[split]),
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,
             drop_last=(split == "train" and len(self.datasets[split]) > bs),

@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -319,10 +319,13 @@ def _transform_patch(
 
 
 def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-    """Traces of the donor's own history, as a spliced-in region from another camera carries: sensor-like
-    noise of another level (p 0.5), another focus (p 0.3), an earlier JPEG at another quality (p 0.5)."""
+    """Traces of the donor's own history, as a region spliced in from another photo carries: sensor-like
+    noise of another level (p 0.5), another focus (p 0.3), an earlier JPEG at another quality (p 0.5); at
+    least one of them (a region with no trace at all is a case the generator does not try to model)."""
     u = rng.random(3)
-    noise, blur, quality = rng.uniform(2.0, 8.0), rng.uniform(0.5, 1.2), int(rng.integers(40, 91))
+    if not (u < (0.5, 0.3, 0.5)).any():
+        u[int(rng.integers(3))] = 0.0
+    noise, blur, quality = rng.uniform(3.0, 10.0), rng.uniform(0.6, 1.4), int(rng.integers(30, 81))
     params: dict[str, Any] = {}
     if u[0] < 0.5:
         patch = patch + rng.normal(0.0, noise, patch.shape[:2])[..., None].astype(np.float32)
