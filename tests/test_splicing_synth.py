@@ -14,7 +14,14 @@ from PIL import Image
 from scipy import ndimage
 
 from forgery.data.splicing import synth
-from forgery.data.splicing.synth import CSV_COLUMNS, build_splicing_synth, dataset_tag, read_split
+from forgery.data.splicing.synth import (
+    CSV_COLUMNS,
+    POST_JPEG_QUALITY,
+    POST_PROB,
+    build_splicing_synth,
+    dataset_tag,
+    read_split,
+)
 
 PARAMS = {"seed": 0, "size": 64, "n_train": 12, "n_val": 4, "n_test": 8, "authentic_fraction": 0.25}
 
@@ -41,9 +48,9 @@ def photos() -> tuple[dict, dict[str, list[str]]]:
 
 
 def test_layout_and_tag(built: Path) -> None:
-    assert built.name == "splicing_synth-v3-seed0-64px-12.4.8-auth0.25"
+    assert built.name == "splicing_synth-v4-seed0-64px-12.4.8-auth0.25"
     assert dataset_tag(seed=0, size=256, n_train=800, n_val=100, n_test=200, authentic_fraction=0.2) == (
-        "splicing_synth-v3-seed0-256px-800.100.200-auth0.2"
+        "splicing_synth-v4-seed0-256px-800.100.200-auth0.2"
     )
     assert _tag(authentic_fraction=1 / 3).endswith("-auth0.3333333333333333")  # exact, no collisions
     assert built.stat().st_mode & 0o777 == 0o755  # not the 0700 of the temp folder it was built in
@@ -247,10 +254,9 @@ def test_postprocess_rates_match_spec() -> None:
             counts[k] += k in params
         if "jpeg_quality" in params:
             qualities.append(params["jpeg_quality"])
-    assert abs(counts["jpeg_quality"] / n - 0.7) < 0.04
-    assert abs(counts["blur_sigma"] / n - 0.3) < 0.04
-    assert abs(counts["resize"] / n - 0.3) < 0.04
-    assert min(qualities) == 60 and max(qualities) == 100
+    for name, prob in POST_PROB.items():
+        assert abs(counts[name] / n - prob) < 0.04, name
+    assert (min(qualities), max(qualities)) == POST_JPEG_QUALITY
 
 
 def test_split_labels_exact_count() -> None:

@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -325,7 +325,7 @@ def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     u = rng.random(3)
     if not (u < (0.5, 0.3, 0.5)).any():
         u[int(rng.integers(3))] = 0.0
-    noise, blur, quality = rng.uniform(3.0, 10.0), rng.uniform(0.6, 1.4), int(rng.integers(30, 81))
+    noise, blur, quality = rng.uniform(5.0, 15.0), rng.uniform(0.8, 1.8), int(rng.integers(20, 61))
     params: dict[str, Any] = {}
     if u[0] < 0.5:
         patch = patch + rng.normal(0.0, noise, patch.shape[:2])[..., None].astype(np.float32)
@@ -380,21 +380,29 @@ def _paste(
     return out, mask, kind, area
 
 
+# Whole-image post-processing law (authentic and tampered alike).
+POST_PROB = {"jpeg_quality": 0.6, "blur_sigma": 0.2, "resize": 0.2}
+POST_JPEG_QUALITY = (70, 100)
+POST_BLUR_SIGMA = (0.0, 0.8)
+POST_RESIZE_FACTOR = (0.7, 1.0)
+
+
 def _postprocess(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     """Whole-image degradations (same law for every sample): down-up resize, Gaussian blur, JPEG re-save."""
     size = image.shape[0]
     u = rng.random(3)
-    factor, sigma, quality = rng.uniform(0.6, 1.0), rng.uniform(0.0, 1.0), int(rng.integers(60, 101))
+    factor, sigma = rng.uniform(*POST_RESIZE_FACTOR), rng.uniform(*POST_BLUR_SIGMA)
+    quality = int(rng.integers(POST_JPEG_QUALITY[0], POST_JPEG_QUALITY[1] + 1))
     down, up = (_RESAMPLE[int(i)] for i in rng.integers(len(_RESAMPLE), size=2))
     params: dict[str, Any] = {}
-    if u[0] < 0.3:
+    if u[0] < POST_PROB["resize"]:
         small = max(8, int(round(size * factor)))
         img = Image.fromarray(image).resize((small, small), down).resize((size, size), up)
         image, params["resize"] = np.asarray(img), round(float(factor), 4)
-    if u[1] < 0.3:
+    if u[1] < POST_PROB["blur_sigma"]:
         image = np.clip(ndimage.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0)) + 0.5, 0, 255)
         image, params["blur_sigma"] = image.astype(np.uint8), round(float(sigma), 4)
-    if u[2] < 0.7:
+    if u[2] < POST_PROB["jpeg_quality"]:
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="JPEG", quality=quality)
         buf.seek(0)
