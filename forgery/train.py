@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgery.modules import build_module
 from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from forgery.utils.resolvers import register_resolvers
 from forgery.utils.run import extras, resolve_ckpt_path, to_floats, write_json
 
 __all__ = ["train", "main", "CONFIG_DIR"]
@@ -19,6 +20,7 @@ __all__ = ["train", "main", "CONFIG_DIR"]
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+register_resolvers()
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -48,12 +48,12 @@ class MTSEOutput:
     @property
     def mask_prob(self) -> Tensor:
         """(B, H, W) probability that each pixel is tampered."""
-        return self.mask_logits.softmax(dim=1)[:, 1]
+        return self.mask_logits.float().softmax(dim=1)[:, 1]
 
     @property
     def mask_edge_prob(self) -> Tensor:
         """(B, H, W) probability that each pixel lies on the tampered region's boundary."""
-        return self.mask_edge_logits.softmax(dim=1)[:, 1]
+        return self.mask_edge_logits.float().softmax(dim=1)[:, 1]
 
 
 class ConvBNReLU(nn.Sequential):
