@@ -24,7 +24,19 @@ from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 from forgery.metrics import DetectionMetrics, LocalizationMetrics, detection_metrics, localization_metrics
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
-SUM_STATES = ("tp", "fp", "fn", "tn", "hist_pos", "hist_neg", "sum_f1", "sum_iou", "sum_mcc", "sum_auroc")
+SUM_STATES = (
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "hist_pos",
+    "hist_neg",
+    "sum_f1",
+    "sum_iou",
+    "sum_mcc",
+    "sum_auroc",
+    "sum_f1_all",
+)
 SUM_STATES += ("n_tampered", "n_auroc")
 
 
@@ -51,9 +63,10 @@ def sk_localization(probs: torch.Tensor, masks: torch.Tensor, thr: float = 0.5) 
     m = masks.reshape(masks.shape[0], -1).numpy().astype(int)
     pred = (p > thr).astype(int)
     tampered = m.any(1)
-    per = {"f1": [], "iou": [], "mcc": [], "auroc": []}
+    per = {"f1": [], "iou": [], "mcc": [], "auroc": [], "f1_all_tampered": []}
     for b in np.flatnonzero(tampered):
         per["f1"].append(f1_score(m[b], pred[b], zero_division=0))
+        per["f1_all_tampered"].append(f1_score(m[b], np.ones_like(m[b])))
         per["iou"].append(jaccard_score(m[b], pred[b], zero_division=0))
         per["mcc"].append(matthews_corrcoef(m[b], pred[b]))
         if not m[b].all():
@@ -103,6 +116,7 @@ def test_localization_matches_sklearn():
     assert ref["n_images"] == 10 and ref["n_tampered"] == 7 and ref["n_pixel_auroc_skipped"] == 1
     for key in (
         "pixel_f1",
+        "pixel_f1_all_tampered",
         "pixel_iou",
         "pixel_mcc",
         "pixel_f1_global",
@@ -377,3 +391,13 @@ def test_detection_video_level_requires_ids():
         ValueError, match=re.escape("DetectionMetrics(video_level=True).update needs video_ids")
     ):
         DetectionMetrics().update(torch.tensor([0.1]), torch.tensor([0]))
+
+
+def test_all_tampered_reference_equals_f1_of_an_all_ones_prediction() -> None:
+    g = torch.Generator().manual_seed(3)
+    masks = (torch.rand(5, 12, 12, generator=g) > 0.7).long()
+    masks[2] = 0  # an authentic image does not enter the mean
+    probs = torch.rand(5, 12, 12, generator=g)
+    ref = localization_metrics(torch.ones(5, 12, 12), masks)["pixel_f1"]
+    got = localization_metrics(probs, masks)["pixel_f1_all_tampered"]
+    assert float(got) == pytest.approx(float(ref), abs=1e-12)

@@ -7,6 +7,8 @@ Two pixel-level flavours are reported:
 
 - ``pixel_*``: the mean over TAMPERED images (mask has at least one positive pixel) of per-image scores,
   the protocol of most splicing-localization papers. Authentic images do not enter these means.
+- ``pixel_f1_all_tampered``: the same per-image mean F1 for the trivial prediction "every pixel tampered",
+  2p / (1 + p) with p the tampered fraction: the floor a localizer has to beat on this data.
 - ``pixel_*_global``: one confusion matrix / one probability histogram over every pixel of every image,
   tampered and authentic alike.
 
@@ -34,7 +36,19 @@ __all__ = ["LocalizationMetrics", "localization_metrics"]
 
 _WHERE = "forgery.metrics.localization"
 # states reduced by summation (per-update contributions are added); the rest are "cat" lists
-_SUM_STATES = ("tp", "fp", "fn", "tn", "hist_pos", "hist_neg", "sum_f1", "sum_iou", "sum_mcc", "sum_auroc")
+_SUM_STATES = (
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "hist_pos",
+    "hist_neg",
+    "sum_f1",
+    "sum_iou",
+    "sum_mcc",
+    "sum_auroc",
+    "sum_f1_all",
+)
 _COUNT_STATES = ("n_tampered", "n_auroc")
 _CAT_STATES = ("image_scores", "image_labels")
 
@@ -169,6 +183,8 @@ def _localization_update(probs: Tensor, masks: Tensor, threshold: float, num_bin
         "sum_iou": torch.where(tampered, iou, zero).sum(),
         "sum_mcc": torch.where(tampered, mcc, zero).sum(),
         "sum_auroc": torch.where(has_auroc, auroc, zero).sum(),
+        # reference: the F1 of predicting every pixel tampered, 2p / (1 + p) for a tampered fraction p
+        "sum_f1_all": torch.where(tampered, 2 * (tp + fn).double() / (HW + tp + fn).double(), zero).sum(),
         "n_tampered": tampered.sum(),
         "n_auroc": has_auroc.sum(),
         "image_scores": p.amax(1).double(),
@@ -191,6 +207,7 @@ def _localization_compute(state: dict[str, Tensor], threshold: float) -> dict[st
         "pixel_iou": mean(state["sum_iou"], n_tampered),
         "pixel_mcc": mean(state["sum_mcc"], n_tampered),
         "pixel_auroc": mean(state["sum_auroc"], n_auroc),
+        "pixel_f1_all_tampered": mean(state["sum_f1_all"], n_tampered),
         "pixel_f1_global": f1_g,
         "pixel_iou_global": iou_g,
         "pixel_mcc_global": mcc_g,
@@ -236,7 +253,7 @@ class LocalizationMetrics(Metric):
             self.add_state(name, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         for name in ("hist_pos", "hist_neg"):
             self.add_state(name, torch.zeros(num_bins, dtype=torch.long), dist_reduce_fx="sum")
-        for name in ("sum_f1", "sum_iou", "sum_mcc", "sum_auroc"):
+        for name in ("sum_f1", "sum_iou", "sum_mcc", "sum_auroc", "sum_f1_all"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         for name in _CAT_STATES:
             self.add_state(name, [], dist_reduce_fx="cat")
