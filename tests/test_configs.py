@@ -68,7 +68,10 @@ def test_experiment_fast_dev_run(make_cfg, experiment: str) -> None:
 
 
 def test_train_then_eval_metrics_match(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("train", ["experiment=mtse_synth", "trainer.max_epochs=1", *SMALL_SPLICING])
+    cfg = make_cfg(
+        "train",
+        ["experiment=mtse_synth", "trainer.max_epochs=1", "trainer.precision=32-true", *SMALL_SPLICING],
+    )
     metrics, _ = train(cfg)
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()

@@ -47,9 +47,7 @@ def _eval(ckpt: Path, root: Path, run: str, extra: list[str]) -> dict:
 
 def test_two_process_eval_equals_one_process(tiny_ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
     one = _eval(tiny_ckpt, tmp_path, "one", ["trainer.devices=1"])
-    two = _eval(
-        tiny_ckpt, tmp_path, "two", ["trainer=ddp", "trainer.devices=2"]
-    )
+    two = _eval(tiny_ckpt, tmp_path, "two", ["trainer=ddp", "trainer.devices=2"])
     assert one["size"] == two["size"] == 7
     assert one["metrics"]["test/n_images"] == two["metrics"]["test/n_images"] == 7
     for key, value in one["metrics"].items():

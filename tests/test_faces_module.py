@@ -14,7 +14,13 @@ from forgery.modules import build_module, load_module
 from forgery.train import train
 from tests.conftest import SMALL_FACES
 
-TINY = ["experiment=mat_synth", *SMALL_FACES, "model.net.backbone=tf_efficientnet_b0"]
+# float32: train-time test metrics and forgery-eval (float32) must agree exactly
+TINY = [
+    "experiment=mat_synth",
+    *SMALL_FACES,
+    "model.net.backbone=tf_efficientnet_b0",
+    "trainer.precision=32-true",
+]
 
 
 def test_training_step_runs_agda_pass_and_updates_centers(make_cfg) -> None:

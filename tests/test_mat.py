@@ -389,7 +389,7 @@ def test_ril_alpha_decay_and_state_dict_round_trip() -> None:
     ril.on_epoch_end()
     assert ril.alpha.item() == pytest.approx(0.045, abs=1e-8)
     state = ril.state_dict()
-    assert set(state) == {"centers", "alpha"}
+    assert set(state) == {"centers", "alpha", "decayed_epochs"}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -398,7 +398,20 @@ def test_ril_alpha_decay_and_state_dict_round_trip() -> None:
     torch.testing.assert_close(restored.centers, torch.tensor([[0.025, 0.0], [0.0, 0.025]]))
     assert restored.alpha.item() == pytest.approx(0.045, abs=1e-8)
     # the loss inside MATLoss is saved with it
-    assert set(MATLoss(2, 2).state_dict()) == {"ril.centers", "ril.alpha"}
+    assert set(MATLoss(2, 2).state_dict()) == {"ril.centers", "ril.alpha", "ril.decayed_epochs"}
+
+
+def test_ril_sync_epoch_is_resume_safe() -> None:
+    ril = RegionalIndependenceLoss(2, 2)
+    ril.sync_epoch(3)
+    ril.sync_epoch(3)  # idempotent within an epoch
+    assert ril.alpha.item() == pytest.approx(0.05 * 0.9**3) and int(ril.decayed_epochs) == 3
+    resumed = RegionalIndependenceLoss(2, 2)
+    resumed.load_state_dict(ril.state_dict())  # e.g. a checkpoint saved mid-epoch 3
+    resumed.sync_epoch(3)
+    assert resumed.alpha.item() == pytest.approx(0.05 * 0.9**3)
+    resumed.sync_epoch(4)
+    assert resumed.alpha.item() == pytest.approx(0.05 * 0.9**4)
 
 
 def test_ril_gradient_finite_with_equal_centers() -> None:
