@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from forgery.data.splicing import DataError
@@ -91,3 +92,20 @@ def test_skip_counts_in_metrics_json(make_cfg, tiny_ckpt: Path, tmp_path: Path) 
     )
     with pytest.raises(DataError, match=r"(zero|truncated|wrongsize)\.png"):
         evaluate(cfg_raise)
+
+
+def test_nonfinite_loss_raises_with_step_and_ids_or_skips(make_cfg) -> None:
+    from forgery.modules import build_module
+
+    cfg = make_cfg("train", ["model.net.width=8"])
+    module = build_module(cfg.model, cfg.loss, None)
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]
+    module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
+    images = torch.rand(2, 3, 32, 32)
+    images[0, 0, 0, 0] = float("nan")
+    batch = {"image": images, "mask": torch.zeros(2, 1, 32, 32), "id": ["a.png", "b.png"]}
+    batch = module.on_after_batch_transfer(batch, 0)
+    with pytest.raises(FloatingPointError, match=r"global step 0.*\['a.png', 'b.png'\]"):
+        module.training_step(batch, 0)
+    module.hparams.on_nonfinite = "skip"
+    assert module.training_step(batch, 0) is None and module.nonfinite_skipped == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import forgery
 
-__all__ = ["ForgeryModule", "build_module", "load_module", "CheckpointError"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ForgeryModule", "build_module", "load_module", "CheckpointError", "check_finite"]
 
 CKPT_KEY = "forgery"
 
@@ -31,6 +34,7 @@ class ForgeryModule(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.build_config: dict[str, Any] | None = None
+        self.nonfinite_skipped = 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CKPT_KEY] = {
@@ -38,6 +42,23 @@ class ForgeryModule(pl.LightningModule):
             "version": forgery.__version__,
             "config": self.build_config,
         }
+
+
+def check_finite(module: pl.LightningModule, loss: torch.Tensor, sample_ids: list, stage: str) -> bool:
+    """True when ``loss`` is finite. Otherwise raise (``hparams.on_nonfinite == "raise"``, the default) with
+    the step and the batch's sample ids, or count the batch as skipped and return False (``"skip"``)."""
+    if torch.isfinite(loss):
+        return True
+    message = (
+        f"non-finite {stage} loss ({loss.item()}) at global step {module.global_step}, epoch "
+        f"{module.current_epoch}; batch sample ids: {sample_ids}"
+    )
+    if module.hparams.get("on_nonfinite", "raise") != "skip":
+        raise FloatingPointError(message + " (model.on_nonfinite=skip skips such batches and counts them)")
+    module.nonfinite_skipped += 1
+    module.log("train/nonfinite_skipped", float(module.nonfinite_skipped), reduce_fx="max")
+    log.warning("skipping batch: %s", message)
+    return False
 
 
 def _plain(cfg: Any) -> Any:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forgery.metrics import DetectionMetrics
-from forgery.modules.base import ForgeryModule
+from forgery.modules.base import ForgeryModule, check_finite
 from forgery.utils.visualize import attention_grid, log_image, save_png
 
 __all__ = ["FaceForgeryModule"]
@@ -34,6 +34,8 @@ class FaceForgeryModule(ForgeryModule):
         init_from: a forgery checkpoint whose matching weights initialise the network (stage 2 from stage 1).
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm under DDP (timm-aware).
         num_vis: faces in the validation picture grid.
+        on_nonfinite: ``raise`` on a non-finite training loss (naming the step and the batch's video keys) or
+            ``skip`` the batch and count it (``train/nonfinite_skipped``).
     """
 
     kind = "faces"
@@ -53,6 +55,7 @@ class FaceForgeryModule(ForgeryModule):
         init_from: str | None = None,
         sync_batchnorm: bool = False,
         num_vis: int = 8,
+        on_nonfinite: str = "raise",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -100,7 +103,7 @@ class FaceForgeryModule(ForgeryModule):
         log.info("init_from %s: %d tensors loaded, %d skipped", path, len(loaded), len(skipped))
 
     def setup(self, stage: str) -> None:
-        if self.hparams.sync_batchnorm and self.trainer is not None and self.trainer.world_size > 1:
+        if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
             self.net = self.net.convert_sync_batchnorm()
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -111,7 +114,7 @@ class FaceForgeryModule(ForgeryModule):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
         return self.net(self.normalize(images))
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         x = self.normalize(batch["image"])
         labels = batch["label"]
         out = self.net(x)
@@ -122,11 +125,8 @@ class FaceForgeryModule(ForgeryModule):
         terms = self.loss(
             out, labels, out_agda, selected, update_centers_on_agda=self.hparams.agda_center_update
         )
-        if not torch.isfinite(terms["loss"]):
-            raise FloatingPointError(
-                f"non-finite train loss {terms['loss'].item()} at global step {self.global_step}; "
-                f"batch video keys: {list(batch.get('key', []))}"
-            )
+        if not check_finite(self, terms["loss"], list(batch.get("key", [])), "train"):
+            return None
         bs = labels.shape[0]
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=bs)
         self.log_dict({f"train/loss_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=bs)

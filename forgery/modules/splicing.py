@@ -13,7 +13,7 @@ from torchmetrics import SumMetric
 
 from forgery.augment.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
-from forgery.modules.base import ForgeryModule
+from forgery.modules.base import ForgeryModule, check_finite
 from forgery.utils.visualize import log_image, save_png, splicing_grid
 
 __all__ = ["SplicingModule"]
@@ -40,6 +40,8 @@ class SplicingModule(ForgeryModule):
         num_vis: samples in the validation picture grid (0 disables it).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU and GPU).
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm under DDP.
+        on_nonfinite: a non-finite training loss ``raise``s an error naming the step and the batch's sample
+            ids, or (``skip``) skips that batch and counts it (``train/nonfinite_skipped``).
     """
 
     kind = "splicing"
@@ -59,6 +61,7 @@ class SplicingModule(ForgeryModule):
         num_vis: int = 8,
         channels_last: bool = True,
         sync_batchnorm: bool = False,
+        on_nonfinite: str = "raise",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -80,7 +83,7 @@ class SplicingModule(ForgeryModule):
         self._vis: list[dict[str, Tensor]] = []
 
     def setup(self, stage: str) -> None:
-        if self.hparams.sync_batchnorm and self.trainer is not None and self.trainer.world_size > 1:
+        if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
             self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
 
     def forward(self, images: Tensor):
@@ -93,7 +96,7 @@ class SplicingModule(ForgeryModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "image" not in batch:  # every sample of the batch was skipped (data.on_error=skip)
             return batch
-        if self.trainer is not None and self.trainer.training and self.augmentation is not None:
+        if self._trainer is not None and self.trainer.training and self.augmentation is not None:
             batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
         batch["image_edge"], batch["mask_edge"] = edge_targets(batch["image"], batch["mask"])
         return batch
@@ -103,12 +106,8 @@ class SplicingModule(ForgeryModule):
         terms = self.loss(out, batch["mask"][:, 0].long(), batch["mask_edge"], batch["image_edge"])
         return out, terms
 
-    def _check_finite(self, loss: Tensor, batch: dict, stage: str) -> None:
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite {stage} loss {loss.item()} at global step {self.global_step}; "
-                f"batch sample ids: {list(batch.get('id', []))}"
-            )
+    def _check_finite(self, loss: Tensor, batch: dict, stage: str) -> bool:
+        return check_finite(self, loss, list(batch.get("id", [])), stage)
 
     def _count_skipped(self, batch: dict, stage: str) -> bool:
         """Counts skipped samples; False when nothing of the batch is left."""
@@ -120,7 +119,8 @@ class SplicingModule(ForgeryModule):
         if not self._count_skipped(batch, "train"):
             return None
         _, terms = self._shared_step(batch)
-        self._check_finite(terms["loss"], batch, "train")
+        if not self._check_finite(terms["loss"], batch, "train"):
+            return None
         bs = batch["image"].shape[0]
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=bs)
         self.log_dict({f"train/loss_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=bs)
