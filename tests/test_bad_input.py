@@ -109,3 +109,41 @@ def test_nonfinite_loss_raises_with_step_and_ids_or_skips(make_cfg) -> None:
         module.training_step(batch, 0)
     module.hparams.on_nonfinite = "skip"
     assert module.training_step(batch, 0) is None and module.nonfinite_skipped == 1
+
+
+def test_forgery_data_check_lists_every_problem(tmp_path: Path) -> None:
+    from forgery.data.check import check_datamodule
+
+    root = _folder(tmp_path / "ds")
+    dm = SplicingDataModule(name="folder", root=str(root), image_size=32, split={"val_fraction": 0.0})
+    report = check_datamodule(dm)
+    assert report["splits"] == {"test": 0, "val": 0, "train": 6}
+    assert sorted(Path(p["file"]).name for p in report["problems"]) == [
+        "truncated.png",
+        "wrongsize.png",
+        "zero.png",
+    ]
+    # the command: a table, check.json, exit code 1
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgery.data.check",
+            "check",
+            "data=folder",
+            f"data.root={root}",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    saved = json.loads((out / "check.json").read_text())
+    assert len(saved["problems"]) == 3 and saved["dataset"] == "folder"
+    assert "wrongsize.png" in proc.stdout
