@@ -36,6 +36,20 @@ class ForgeryModule(pl.LightningModule):
         self.build_config: dict[str, Any] | None = None
         self.nonfinite_skipped = 0
 
+    optimizer_factory: Any = None  # partial optimizer, set by subclasses (``_partial_: true`` in the config)
+    scheduler_factory: Any = None  # partial LR scheduler or None
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The configured optimizer over trainable parameters, and the scheduler at ``scheduler_interval``."""
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CKPT_KEY] = {
             "kind": self.kind,

@@ -186,13 +186,3 @@ class FaceForgeryModule(ForgeryModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
-        }
