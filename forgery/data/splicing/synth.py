@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 4
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -92,7 +92,7 @@ _AREA_TARGET = (0.02, 0.25)  # log-uniform target area fraction of the pasted re
 _AREA_ACCEPT = (0.015, 0.30)  # final in-image area fraction must fall here, else redraw
 _MIN_INSIDE = 0.5  # at least this share of the transformed region must land inside the host
 _MAX_ATTEMPTS = 200
-_COPY_MOVE_PROB = 0.5  # content is no shortcut: half the donors are another crop of the host photo
+_COPY_MOVE_PROB = 0.2
 _RESAMPLE = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 _PNG_COMPRESS_LEVEL = 1  # bytes are identical for a given level; level 1 is ~3x faster than the default
 
