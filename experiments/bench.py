@@ -22,9 +22,9 @@ from forgery.models.mtse_net import MTSENet
 
 
 def _mtse(size: int, batch: int, device: str) -> tuple[nn.Module, Callable[[], torch.Tensor]]:
-    net = MTSENet().to(device)
+    net = MTSENet().to(device).to(memory_format=torch.channels_last)  # as SplicingModule runs it
     loss = MTSELoss()
-    images = torch.rand(batch, 3, size, size, device=device)
+    images = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     masks = (torch.rand(batch, 1, size, size, device=device) > 0.8).float()
     image_edge, mask_edge = edge_targets(images, masks)
 
