@@ -71,7 +71,7 @@ class FaceForgeryModule(ForgeryModule):
         self._fit_ril_to_net()
         self.val_metrics = DetectionMetrics(threshold=threshold)
         self.test_metrics = DetectionMetrics(threshold=threshold)
-        self._vis: list[Tensor] = []
+        self._vis: list[dict[str, Tensor]] = []
         if init_from:
             self.init_from_checkpoint(init_from)
 
