@@ -95,6 +95,13 @@ def test_stage2_initialises_from_stage1(make_cfg, tmp_path: Path) -> None:
     shared = [k for k in s1 if k in s2 and s1[k].shape == s2[k].shape]
     assert any(k.startswith("backbone.") for k in shared)
     assert all(torch.equal(s1[k], s2[k]) for k in shared)
+    # a stage-2 checkpoint loads without its stage-1 file
+    ckpt2 = {"state_dict": stage2.state_dict()}
+    stage2.on_save_checkpoint(ckpt2)
+    torch.save(ckpt2, tmp_path / "stage2.ckpt")
+    path.unlink()
+    reloaded = load_module(tmp_path / "stage2.ckpt", kind="faces")
+    assert all(torch.equal(v, s2[k]) for k, v in reloaded.net.state_dict().items())
     OmegaConf.update(cfg2, "model.init_from", None)
     untouched = build_module(cfg2.model, cfg2.loss, cfg2.augmentation).net.state_dict()
     assert not all(torch.equal(untouched[k], s2[k]) for k in shared)

@@ -123,6 +123,9 @@ def load_module(path: str | Path, kind: str | None = None, map_location: str = "
             f"{kind!r} model"
         )
     cfg = info["config"]
-    module = build_module(cfg["model"], cfg["loss"], cfg.get("augmentation"))
+    model_cfg = dict(cfg["model"])
+    if model_cfg.get("init_from"):
+        model_cfg["init_from"] = None  # the checkpoint's own weights follow; the init file may be gone
+    module = build_module(model_cfg, cfg["loss"], cfg.get("augmentation"))
     module.load_state_dict(ckpt["state_dict"])
     return module
