@@ -36,6 +36,17 @@ class ForgeryModule(pl.LightningModule):
         self.build_config: dict[str, Any] | None = None
         self.nonfinite_skipped = 0
 
+    def register_input_norm(self, mean: Any = None, std: Any = None) -> None:
+        """Non-persistent (1, C, 1, 1) buffers ``input_mean`` / ``input_std`` (identity when None)."""
+        mean = torch.tensor(mean if mean is not None else [0.0, 0.0, 0.0], dtype=torch.float32)
+        std = torch.tensor(std if std is not None else [1.0, 1.0, 1.0], dtype=torch.float32)
+        self.register_buffer("input_mean", mean.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("input_std", std.view(1, -1, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> the network's input space."""
+        return (images - self.input_mean) / self.input_std
+
     optimizer_factory: Any = None  # partial optimizer, set by subclasses (``_partial_: true`` in the config)
     scheduler_factory: Any = None  # partial LR scheduler or None
 

@@ -66,8 +66,7 @@ class FaceForgeryModule(ForgeryModule):
         self.augmentation = augmentation
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.register_buffer("input_mean", torch.tensor(input_mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("input_std", torch.tensor(input_std).view(1, -1, 1, 1), persistent=False)
+        self.register_input_norm(input_mean, input_std)
         self._fit_ril_to_net()
         self.val_metrics = DetectionMetrics(threshold=threshold)
         self.test_metrics = DetectionMetrics(threshold=threshold)
@@ -105,10 +104,6 @@ class FaceForgeryModule(ForgeryModule):
     def setup(self, stage: str) -> None:
         if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
             self.net = self.net.convert_sync_batchnorm()
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> the network's input space."""
-        return (images - self.input_mean) / self.input_std
 
     def forward(self, images: Tensor):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""

@@ -72,10 +72,7 @@ class SplicingModule(ForgeryModule):
         self.augmentation = augmentation
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        mean = torch.tensor(input_mean if input_mean is not None else [0.0, 0.0, 0.0])
-        std = torch.tensor(input_std if input_std is not None else [1.0, 1.0, 1.0])
-        self.register_buffer("input_mean", mean.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("input_std", std.view(1, -1, 1, 1), persistent=False)
+        self.register_input_norm(input_mean, input_std)
         # samples skipped by data.on_error=skip, per stage (summed across processes)
         self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
@@ -88,7 +85,7 @@ class SplicingModule(ForgeryModule):
 
     def forward(self, images: Tensor):
         """images (B, 3, H, W) in [0, 1] -> the network's output."""
-        x = (images - self.input_mean) / self.input_std
+        x = self.normalize(images)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)

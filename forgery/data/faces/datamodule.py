@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
-from forgery.data.samplers import eval_sampler
+from forgery.data.samplers import make_loader
 
 __all__ = ["FaceDataModule"]
 
@@ -107,28 +107,19 @@ class FaceDataModule(pl.LightningDataModule):
             )
         log.info("face data %s: %s", self.name, {s: d.report for s, d in self.datasets.items()})
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         ds = self.datasets[split]
         if len(ds) == 0:
             raise FaceDataError(f"{self.name}: the {split} split has no face crops")
         hp = self.hparams
         bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        return DataLoader(
-            ds,
-            batch_size=bs,
-            shuffle=shuffle,
-            sampler=None if split == "train" else eval_sampler(self.datasets[split]),
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            drop_last=split == "train" and len(ds) > bs,
-            persistent_workers=hp.num_workers > 0,
-        )
+        return make_loader(self.datasets[split], split, bs, hp.num_workers, hp.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

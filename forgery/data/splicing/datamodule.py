@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from forgery.data.samplers import eval_sampler
+from forgery.data.samplers import make_loader
 from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
@@ -141,36 +141,26 @@ class SplicingDataModule(pl.LightningDataModule):
         sizes = {s: len(r) for s, r in self.records.items()}
         log.info("splicing data %s (test: %s): %s", self.name, self.test_name, sizes)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         if not self.records.get(split):
             raise DataError(f"{self.name}: the {split} split is empty (check data.split / data.test)")
         hp = self.hparams
         bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
         if split != "train" and hp.eval_resize == "none":
             bs = 1
-        return DataLoader(
-            self.datasets[split],
-            batch_size=bs,
-            shuffle=shuffle,
-            sampler=None if split == "train" else eval_sampler(self.datasets[split]),
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            drop_last=(split == "train" and len(self.datasets[split]) > bs),
-            persistent_workers=hp.num_workers > 0,
-            collate_fn=collate_skipping,
-        )
+        return make_loader(self.datasets[split], split, bs, hp.num_workers, hp.pin_memory, collate_skipping)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
 
 def _synth_record(row: Mapping[str, Any]) -> SplicingRecord:
