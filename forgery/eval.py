@@ -1,7 +1,8 @@
 """Evaluation entry point: ``forgery-eval ckpt_path=... [data=... data.root=...]``.
 
 Rebuilds the model from the checkpoint (loaded with ``weights_only=True``), tests it on the configured data
-and writes ``metrics.json`` (every metric, the dataset name and size) in the run directory.
+and writes ``metrics.json`` (every metric, the dataset name and size) in the run directory. ``eval_tile=512``
+evaluates a splicing model tile by tile (with ``data.eval_resize=tile``: native size, bounded memory).
 """
 
 from __future__ import annotations
@@ -19,9 +20,24 @@ from forgery.train import CONFIG_DIR
 from forgery.utils.instantiate import instantiate_loggers
 from forgery.utils.run import extras, to_floats, write_json
 
-__all__ = ["evaluate", "main"]
+__all__ = ["apply_tiling", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
+
+
+def apply_tiling(module: Any, tile: int | None, overlap: int | None = None) -> None:
+    """Eval-time tiling override (``eval_tile=``, ``eval_tile_overlap=``) of a module rebuilt from its
+    checkpoint; None keeps the checkpoint's setting. Only splicing models tile."""
+    if tile is None and overlap is None:
+        return
+    if not hasattr(module, "set_eval_tiling"):
+        raise ValueError(f"eval_tile applies to splicing models, not to {type(module).__name__}")
+    module.set_eval_tiling(module.hparams.get("eval_tile") if tile is None else tile, overlap)
+    log.info(
+        "tiled evaluation: eval_tile=%s, overlap=%s",
+        module.hparams.eval_tile,
+        module.hparams.eval_tile_overlap,
+    )
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -33,6 +49,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         overrides["split"] = {**cfg.data.split, "val_fraction": 0.0, "test_fraction": 1.0}
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all", **overrides)
     module = load_module(cfg.ckpt_path, kind=getattr(datamodule, "kind", None))
+    apply_tiling(module, cfg.get("eval_tile"), cfg.get("eval_tile_overlap"))
     trained = (module.build_config or {}).get("data") or {}
     size = cfg.data.get("image_size")
     if trained.get("image_size") and size and trained["image_size"] != size:

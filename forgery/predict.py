@@ -8,7 +8,9 @@ or frames without a face are listed, not dropped silently.
 For a splicing model, each image gives ``<stem>_prob.png`` (P(tampered) x 255), ``<stem>_mask.png``
 (0/255 at ``threshold``) and ``<stem>_overlay.png``; ``predictions.json`` holds the image-level scores
 (max of the probability map, tampered-area fraction). Images are processed at native size (padded to a
-multiple of 16); a longer side above ``max_size`` is resized down first to bound memory.
+multiple of 16); a longer side above ``max_size`` is resized down first to bound memory, unless the model
+tiles (``tile=512`` or the checkpoint's ``model.eval_tile``): then images stay at native size and larger ones
+run as overlapping tiles, memory bounded by the tile.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from forgery.data.splicing.io import DataError, load_image
+from forgery.eval import apply_tiling
 from forgery.modules import load_module
 from forgery.train import CONFIG_DIR
 from forgery.utils.run import extras, write_json
@@ -63,16 +66,24 @@ def predict_images(
     threshold: float = 0.5,
     max_size: int = 2048,
     device: str = "cpu",
+    tile: int | None = None,
+    tile_overlap: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Runs a splicing module over image files; writes PNGs per image and returns the scores per file."""
+    """Runs a splicing module over image files; writes PNGs per image and returns the scores per file.
+
+    ``tile`` / ``tile_overlap`` (None: the module's own ``eval_tile`` / ``eval_tile_overlap``) are set on the
+    module. With a tile, images are not resized to ``max_size``: larger ones run as overlapping tiles.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     module = module.to(device).eval()
+    apply_tiling(module, tile, tile_overlap)
+    tiled = bool(module.hparams.get("eval_tile"))
     scores: dict[str, dict[str, Any]] = {}
     for path in paths:
         rgb = np.array(load_image(path))
         h, w = rgb.shape[:2]
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
-        scale = min(1.0, max_size / max(h, w))
+        scale = 1.0 if tiled else min(1.0, max_size / max(h, w))
         if scale < 1.0:
             x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=True)
         sh, sw = x.shape[-2:]
@@ -160,7 +171,16 @@ def main(cfg: DictConfig) -> None:
         payload = {"checkpoint": str(cfg.ckpt_path), "inputs": scores}
     else:
         paths = _inputs(Path(cfg.input))
-        scores = predict_images(module, paths, out_dir, cfg.threshold, cfg.max_size, device)
+        scores = predict_images(
+            module,
+            paths,
+            out_dir,
+            cfg.threshold,
+            cfg.max_size,
+            device,
+            tile=cfg.get("tile"),
+            tile_overlap=cfg.get("tile_overlap"),
+        )
         payload = {"checkpoint": str(cfg.ckpt_path), "threshold": cfg.threshold, "images": scores}
     write_json(out_dir / "predictions.json", payload)
     log.info("wrote %d predictions to %s", len(scores), out_dir)

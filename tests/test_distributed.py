@@ -54,3 +54,83 @@ def test_two_process_eval_equals_one_process(tiny_ckpt: Path, tmp_path: Path) ->
         if key == "test/loss" or value is None:  # the loss is a mean of per-rank batch means
             continue
         assert two["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
+# --- training: RIL centers under 2-process DDP equal a 1-process run over the same global batches ---
+
+MAT_TINY = [
+    "experiment=mat_synth",
+    "data.image_size=64",
+    "data.synth.n_train=4",
+    "data.synth.n_val=2",
+    "data.synth.n_test=2",
+    "data.synth.real_frames=2",
+    "data.synth.fake_frames=2",
+    "data.num_workers=0",
+    "data.balance=false",
+    "model.net.backbone=tf_efficientnet_b0",
+    "model.net.head_dropout=0",  # dropout masks are drawn per rank: off, so both runs compute the same
+    "model.net.dropout=0",
+    "augmentation=none",  # AGDA draws per rank likewise (tests/test_seeding.py checks those)
+    "trainer.precision=32-true",
+    # SGD for the weight comparison: Adam turns float-rounding-sized gradient differences into full steps
+    "model.optimizer._target_=torch.optim.SGD",
+    "~model.optimizer.betas",
+    "model.optimizer.lr=0.01",
+    "trainer.max_steps=3",
+    "+trainer.limit_val_batches=0",
+    "test=false",
+    "logger=csv",
+    "callbacks=none",
+    "+callbacks.freeze_bn._target_=forgery_test_callbacks.FreezeBatchNorm",
+    "+callbacks.dump._target_=forgery_test_callbacks.DumpState",
+]
+
+
+def _train(root: Path, run: str, extra: list[str]) -> dict[str, dict]:
+    out = root / run
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "FORGERY_QUIET": "1",
+        "FORGERY_ROOT": str(root),
+        "PYTHONPATH": os.pathsep.join([str(repo / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "forgery.train",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={root / 'data'}",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        *MAT_TINY,
+        f"+callbacks.dump.path={out / 'state'}",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    return {p.stem: torch.load(p, weights_only=True) for p in sorted((out / "state").glob("rank*.pt"))}
+
+
+def test_two_process_training_centers_equal_one_process(tmp_path: Path) -> None:
+    import torch
+
+    one = _train(tmp_path, "one", ["trainer.devices=1", "data.batch_size=4"])
+    two = _train(tmp_path, "two", ["trainer=ddp", "trainer.devices=2", "data.batch_size=2"])
+    assert set(one) == {"rank0"} and set(two) == {"rank0", "rank1"}
+    ref = one["rank0"]
+    assert int(ref["loss.ril.decayed_epochs"]) == int(two["rank0"]["loss.ril.decayed_epochs"])
+    assert bool(ref["loss.ril.centers"].abs().sum() > 0)
+    for rank in ("rank0", "rank1"):
+        got = two[rank]
+        # both ranks hold the same centers, equal to the 1-process run's (<= 1e-6)
+        torch.testing.assert_close(got["loss.ril.centers"], two["rank0"]["loss.ril.centers"], rtol=0, atol=0)
+        torch.testing.assert_close(got["loss.ril.centers"], ref["loss.ril.centers"], rtol=0, atol=1e-6)
+        # and so does everything the steps changed (gradients were reduced the same way)
+        for name, value in ref.items():
+            if value.is_floating_point():
+                torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)

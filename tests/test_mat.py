@@ -445,13 +445,16 @@ def _ril_ddp_worker(rank: int, world: int, init_file: str, results: str) -> None
 
 
 def test_ril_center_update_averages_across_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # simulate a second rank whose own c' is 0.1 everywhere: SUM all-reduce adds it, then / world size 2
+    # simulate a second rank whose batch-mean step (V - c) is 2.0 everywhere: the differentiable SUM
+    # all-reduce adds it, then / world size 2
+    import forgery.losses.mat as mat_losses
+
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op: tensor.add_(0.1))
+    monkeypatch.setattr(mat_losses.dist_nn, "all_reduce", lambda tensor: tensor + 2.0)
     ril = RegionalIndependenceLoss(2, 2).train()
     ril(*_ril_batch())
-    # this rank: c' = 0.025 * I; averaged: (0.025 * I + 0.1) / 2
+    # this rank's step: 0.5 * I (c' = c + 0.05 * step = 0.025 * I alone); averaged: 0.05 * (0.5 * I + 2) / 2
     torch.testing.assert_close(ril.centers, torch.tensor([[0.0625, 0.05], [0.05, 0.0625]]))
 
 

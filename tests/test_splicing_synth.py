@@ -48,9 +48,9 @@ def photos() -> tuple[dict, dict[str, list[str]]]:
 
 
 def test_layout_and_tag(built: Path) -> None:
-    assert built.name == "splicing_synth-v4-seed0-64px-12.4.8-auth0.25"
+    assert built.name == "splicing_synth-v5-seed0-64px-12.4.8-auth0.25"
     assert dataset_tag(seed=0, size=256, n_train=800, n_val=100, n_test=200, authentic_fraction=0.2) == (
-        "splicing_synth-v4-seed0-256px-800.100.200-auth0.2"
+        "splicing_synth-v5-seed0-256px-800.100.200-auth0.2"
     )
     assert _tag(authentic_fraction=1 / 3).endswith("-auth0.3333333333333333")  # exact, no collisions
     assert built.stat().st_mode & 0o777 == 0o755  # not the 0700 of the temp folder it was built in

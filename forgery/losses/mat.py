@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,6 +37,10 @@ def _check_labels(labels: Tensor, batch: int, where: str) -> None:
             f"{where}: labels must be a (B,) = ({batch},) long tensor, "
             f"got {labels.dtype} {tuple(labels.shape)}"
         )
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class RegionalIndependenceLoss(nn.Module):
@@ -114,14 +119,6 @@ class RegionalIndependenceLoss(nn.Module):
         while int(self.decayed_epochs) < epoch:
             self.on_epoch_end()
 
-    def _update_centers(self, new_centers: Tensor) -> None:
-        """Store c' (detached), averaged across DDP ranks so every rank holds the same centers."""
-        centers = new_centers.detach().clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(centers, op=dist.ReduceOp.SUM)
-            centers /= dist.get_world_size()
-        self.centers.copy_(centers)
-
     def forward_terms(self, features: Tensor, labels: Tensor, update: bool = True) -> dict[str, Tensor]:
         """(B, M, C) features, (B,) labels (0 = real, 1 = fake) -> {"intra", "inter", "centers" (c')}."""
         if features.dim() != 3 or features.shape[1:] != self.centers.shape:
@@ -135,10 +132,15 @@ class RegionalIndependenceLoss(nn.Module):
         weight = (
             (labels == 0).to(V.dtype) if self.real_centers_only else torch.ones_like(labels, dtype=V.dtype)
         )
-        centers = self.centers + self.alpha * ((V - self.centers) * weight.view(-1, 1, 1)).mean(dim=0)
+        step = ((V - self.centers) * weight.view(-1, 1, 1)).mean(dim=0)
+        if self.training and _world_size() > 1:
+            # the mean over the GLOBAL batch, differentiably: every rank's loss then uses the centers a
+            # single process would compute from the same global batch, and so do the gradients
+            step = dist_nn.all_reduce(step) / _world_size()
+        centers = self.centers + self.alpha * step
         if self.training and update:
             with torch.no_grad():
-                self._update_centers(centers)
+                self.centers.copy_(centers.detach())
 
         margin = self.inner_margins[labels]
         if self.per_map:

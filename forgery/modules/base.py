@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import forgery
+from forgery.utils.seeding import step_rng
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,11 @@ class ForgeryModule(pl.LightningModule):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> the network's input space."""
         return (images - self.input_mean) / self.input_std
+
+    def step_rng(self, stream: int) -> AbstractContextManager[None]:
+        """Training randomness of this step (augmentation, dropout, AGDA) keyed by (seed, global step, rank,
+        ``stream``): reproducible, different on each DDP rank, the same after a resume from any checkpoint."""
+        return step_rng(self.global_step, self.global_rank, stream, self.device)
 
     optimizer_factory: Any = None  # partial optimizer, set by subclasses (``_partial_: true`` in the config)
     scheduler_factory: Any = None  # partial LR scheduler or None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import SumMetric
 
 from forgery.metrics import DetectionMetrics
 from forgery.modules.base import ForgeryModule, check_finite
@@ -36,6 +37,10 @@ class FaceForgeryModule(ForgeryModule):
         num_vis: faces in the validation picture grid.
         on_nonfinite: ``raise`` on a non-finite training loss (naming the step and the batch's video keys) or
             ``skip`` the batch and count it (``train/nonfinite_skipped``).
+
+    Face crops skipped by ``data.on_error=skip`` are counted per stage (``<stage>/skipped``; a batch left
+    empty is skipped), and the datamodule's listed-but-uncropped videos (``dropped_videos``) are logged as
+    ``<stage>/<reason>_videos``, so both reach ``metrics.json``.
     """
 
     kind = "faces"
@@ -68,6 +73,8 @@ class FaceForgeryModule(ForgeryModule):
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
         self._fit_ril_to_net()
+        # face crops skipped by data.on_error=skip, per stage (summed across processes); not in checkpoints
+        self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         self.val_metrics = DetectionMetrics(threshold=threshold)
         self.test_metrics = DetectionMetrics(threshold=threshold)
         self._vis: list[dict[str, Tensor]] = []
@@ -109,17 +116,34 @@ class FaceForgeryModule(ForgeryModule):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
         return self.net(self.normalize(images))
 
+    def _count_skipped(self, batch: dict, stage: str) -> bool:
+        """Counts skipped samples; False when nothing of the batch is left."""
+        if "n_skipped" in batch:
+            self.skipped[f"{stage}_samples"].update(batch["n_skipped"].float())
+        return "image" in batch
+
+    def _dropped_videos(self, stage: str) -> dict[str, Tensor]:
+        """``<stage>/<reason>_videos``: the datamodule's listed videos without crops (none without one)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dropped = getattr(dm, "dropped_videos", None)
+        if not isinstance(dropped, Mapping) or stage not in dropped:
+            return {}
+        return {f"{stage}/{r}_videos": torch.tensor(float(len(k))) for r, k in dropped[stage].items()}
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        if not self._count_skipped(batch, "train"):
+            return None
         x = self.normalize(batch["image"])
         labels = batch["label"]
-        out = self.net(x)
-        out_agda = selected = None
-        if self.augmentation is not None and out.attention_maps is not None:
-            mixed, selected, _ = self.augmentation(x, out.attention_maps.detach())
-            out_agda = self.net(mixed)
-        terms = self.loss(
-            out, labels, out_agda, selected, update_centers_on_agda=self.hparams.agda_center_update
-        )
+        with self.step_rng(stream=2):  # head dropout and AGDA draws: per step and rank, exact on resume
+            out = self.net(x)
+            out_agda = selected = None
+            if self.augmentation is not None and out.attention_maps is not None:
+                mixed, selected, _ = self.augmentation(x, out.attention_maps.detach())
+                out_agda = self.net(mixed)
+            terms = self.loss(
+                out, labels, out_agda, selected, update_centers_on_agda=self.hparams.agda_center_update
+            )
         if not check_finite(self, terms["loss"], list(batch.get("key", [])), "train"):
             return None
         bs = labels.shape[0]
@@ -135,6 +159,8 @@ class FaceForgeryModule(ForgeryModule):
             self.loss.sync_epoch(self.current_epoch)
 
     def _eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
+        if not self._count_skipped(batch, stage):
+            return
         out = self(batch["image"])
         probs = out.logits.float().softmax(dim=1)[:, 1]
         metrics.update(probs, batch["label"], batch["video_id"])
@@ -156,8 +182,21 @@ class FaceForgeryModule(ForgeryModule):
         return {"key": batch.get("key"), "prob": out.logits.float().softmax(dim=1)[:, 1]}
 
     def _log_metrics(self, stage: str, metrics: DetectionMetrics) -> None:
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in metrics.compute().items()})
+        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        values[f"{stage}/skipped"] = self.skipped[f"{stage}_samples"].compute().float()
+        self.skipped[f"{stage}_samples"].reset()
+        values.update(self._dropped_videos(stage))
+        self.log_dict(values, sync_dist=False)
         metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(
+            {
+                "train/skipped": self.skipped["train_samples"].compute().float(),
+                **self._dropped_videos("train"),
+            }
+        )
+        self.skipped["train_samples"].reset()
 
     def on_validation_epoch_start(self) -> None:
         self._vis = []

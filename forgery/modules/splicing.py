@@ -8,17 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
 from forgery.augment.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
+from forgery.models.mtse_net import MTSEOutput
 from forgery.modules.base import ForgeryModule, check_finite
+from forgery.utils.tiling import check_tiling, tiled_apply
 from forgery.utils.visualize import log_image, save_png, splicing_grid
 
 __all__ = ["SplicingModule"]
 
 log = logging.getLogger(__name__)
+
+VIS_MAX_SIDE = 512  # picture-grid samples are shown at most this large (native-size evaluation)
 
 
 class SplicingModule(ForgeryModule):
@@ -42,6 +47,11 @@ class SplicingModule(ForgeryModule):
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm under DDP.
         on_nonfinite: a non-finite training loss ``raise``s an error naming the step and the batch's sample
             ids, or (``skip``) skips that batch and counts it (``train/nonfinite_skipped``).
+        eval_tile: outside training, images with a side above this run through the network as overlapping
+            ``eval_tile`` x ``eval_tile`` tiles (:meth:`tiled_forward`), so memory is bounded by the tile and
+            not by the image (e.g. NIST16's 3488 x 2616 with ``data.eval_resize=tile``). A multiple of 16;
+            None (default) always runs the whole image.
+        eval_tile_overlap: pixels shared by neighbouring tiles, in [0, eval_tile).
     """
 
     kind = "splicing"
@@ -62,11 +72,16 @@ class SplicingModule(ForgeryModule):
         channels_last: bool = True,
         sync_batchnorm: bool = False,
         on_nonfinite: str = "raise",
+        eval_tile: int | None = None,
+        eval_tile_overlap: int = 64,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
             ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False
         )
+        self._tile_multiple = int(getattr(net, "downsample_factor", 16))
+        if eval_tile is not None:
+            check_tiling(eval_tile, eval_tile_overlap, self._tile_multiple)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.loss = loss
         self.augmentation = augmentation
@@ -82,19 +97,66 @@ class SplicingModule(ForgeryModule):
     def setup(self, stage: str) -> None:
         if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
             self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        data_hp = getattr(datamodule, "hparams", None) or {}
+        if data_hp.get("eval_resize") == "tile" and not self.hparams.eval_tile:
+            raise ValueError(
+                "data.eval_resize=tile needs a tile size: add eval_tile=512 (forgery-eval) or "
+                "model.eval_tile=512 (forgery-train)"
+            )
+
+    def set_eval_tiling(self, tile: int | None, overlap: int | None = None) -> None:
+        """Sets ``eval_tile`` (None: whole images) and, if given, ``eval_tile_overlap`` on a built module (the
+        eval-time overrides of forgery-eval / forgery-predict; the checkpoint's config is left as it is)."""
+        overlap = self.hparams.eval_tile_overlap if overlap is None else overlap
+        if tile is not None:
+            check_tiling(tile, overlap, self._tile_multiple)
+        self.hparams.eval_tile = tile
+        self.hparams.eval_tile_overlap = overlap
 
     def forward(self, images: Tensor):
-        """images (B, 3, H, W) in [0, 1] -> the network's output."""
+        """images (B, 3, H, W) in [0, 1] -> the network's output at (H, W).
+
+        In training, or without ``eval_tile``, or when H and W both fit in it, the network runs on the whole
+        image (H, W divisible by 16); otherwise tile by tile (:meth:`tiled_forward`, any H, W).
+        """
+        tile = self.hparams.get("eval_tile")
+        if tile and not self.training and max(images.shape[-2:]) > tile:
+            return self.tiled_forward(images)
+        return self._net_forward(images)
+
+    def _net_forward(self, images: Tensor):
         x = self.normalize(images)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
+    def tiled_forward(self, images: Tensor) -> MTSEOutput:
+        """Sliding-window forward of images (B, 3, H, W), without gradients: ``eval_tile``-sided tiles
+        overlapping by ``eval_tile_overlap``, see :func:`~forgery.utils.tiling.tiled_apply`.
+
+        What is stitched (linear cross-fade of the overlaps): the tampered probability, the mask-edge
+        probability and the image-edge map. The returned ``MTSEOutput`` is float32 at (H, W); its logits are
+        the log class probabilities, so ``mask_prob`` / ``mask_edge_prob`` give the stitched maps (to float
+        rounding) and the cross-entropy terms of the loss stay meaningful.
+        """
+
+        def per_tile(x: Tensor) -> Tensor:  # (B, 3, t, t) -> (B, 3, t, t): p_mask, p_mask_edge, image edge
+            out = self._net_forward(x)
+            return torch.cat([out.mask_prob[:, None], out.mask_edge_prob[:, None], out.image_edge.float()], 1)
+
+        hp = self.hparams
+        y = tiled_apply(per_tile, images, hp.eval_tile, hp.eval_tile_overlap, self._tile_multiple)
+        return MTSEOutput(
+            mask_logits=_log_probs(y[:, 0]), mask_edge_logits=_log_probs(y[:, 1]), image_edge=y[:, 2:3]
+        )
+
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "image" not in batch:  # every sample of the batch was skipped (data.on_error=skip)
             return batch
         if self._trainer is not None and self.trainer.training and self.augmentation is not None:
-            batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
+            with self.step_rng(stream=1):
+                batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
         batch["image_edge"], batch["mask_edge"] = edge_targets(batch["image"], batch["mask"])
         return batch
 
@@ -115,7 +177,8 @@ class SplicingModule(ForgeryModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         if not self._count_skipped(batch, "train"):
             return None
-        _, terms = self._shared_step(batch)
+        with self.step_rng(stream=2):
+            _, terms = self._shared_step(batch)
         if not self._check_finite(terms["loss"], batch, "train"):
             return None
         bs = batch["image"].shape[0]
@@ -133,14 +196,15 @@ class SplicingModule(ForgeryModule):
         shown = sum(len(v["image"]) for v in self._vis)
         if stage == "val" and shown < self.hparams.num_vis:
             k = self.hparams.num_vis - shown
-            self._vis.append(
-                {
-                    "image": batch["image"][:k].detach().cpu(),
-                    "mask": batch["mask"][:k].detach().cpu(),
-                    "prob": probs[:k, None].detach().float().cpu(),
-                    "edge": out.image_edge[:k].detach().float().cpu(),
-                }
-            )
+            item = {
+                "image": batch["image"][:k].detach().cpu(),
+                "mask": batch["mask"][:k].detach().cpu(),
+                "prob": probs[:k, None].detach().float().cpu(),
+                "edge": out.image_edge[:k].detach().float().cpu(),
+            }
+            # native-size evaluation (eval_resize=none/tile): one grid needs one size, and a small one
+            size = self._vis[0]["image"].shape[-2:] if self._vis else _preview_size(*item["image"].shape[-2:])
+            self._vis.append(_resize_vis(item, size))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
@@ -179,3 +243,26 @@ class SplicingModule(ForgeryModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
+
+
+def _log_probs(p: Tensor) -> Tensor:
+    """(B, H, W) probability of class 1 -> (B, 2, H, W) log class probabilities (softmax gives back p)."""
+    probs = torch.stack([1.0 - p, p], dim=1)
+    return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def _preview_size(h: int, w: int) -> tuple[int, int]:
+    scale = min(1.0, VIS_MAX_SIDE / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _resize_vis(item: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
+    """Grid samples (N, C, H, W) resized to ``size`` (nearest for the mask, bilinear otherwise)."""
+    if tuple(item["image"].shape[-2:]) == tuple(size):
+        return item
+    return {
+        k: F.interpolate(v, size=tuple(size), mode="nearest")
+        if k == "mask"
+        else F.interpolate(v, size=tuple(size), mode="bilinear", align_corners=False)
+        for k, v in item.items()
+    }

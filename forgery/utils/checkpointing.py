@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 __all__ = ["AtomicCheckpointIO", "ResumeHint"]
 
@@ -42,11 +43,31 @@ class ResumeHint(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit" and not self._saved:
+        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        if not interrupted or trainer.state.fn != "fit" or self._saved:
+            return
+        if trainer.training:  # between two training batches: the state is whole, save it
             self._save(trainer)
+            return
+        # during validation or sanity checking: keep the last whole checkpoint (written at the last epoch end)
+        path = self._path(trainer)
+        if path.is_file():
+            log.warning(
+                "interrupted during validation at step %d: %s is the latest checkpoint. Resume with the same "
+                "overrides plus hydra.run.dir=%s ckpt_path=last",
+                trainer.global_step,
+                path,
+                trainer.default_root_dir,
+            )
+        else:
+            log.warning("interrupted before the first checkpoint was written: nothing to resume")
+
+    @staticmethod
+    def _path(trainer: pl.Trainer) -> Path:
+        return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
     def _save(self, trainer: pl.Trainer) -> None:
-        path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        path = self._path(trainer)
         trainer.save_checkpoint(path)
         self._saved = True
         log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,15 +12,19 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from forgery.data.faces.dataset import FaceFrameDataset
-from forgery.data.faces.sources import FaceDataError, index_videos
+from forgery.data.faces.sources import SPLITS, FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
 from forgery.data.samplers import make_loader
+from forgery.data.splicing.dataset import collate_skipping
+from forgery.utils.seeding import global_seed
 
 __all__ = ["FaceDataModule"]
 
 log = logging.getLogger(__name__)
 
 SYNTH = "faces_synth"
+# why a listed video has no crops: the reasons forgery-faces records in report.json, in log/metric order
+DROP_REASONS: tuple[str, ...] = ("missing", "unreadable", "zero_frames", "no_face")
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -38,6 +43,13 @@ class FaceDataModule(pl.LightningDataModule):
         image_size: crops are resized to S x S (MAT: 380).
         balance: oversample the minority class of the training split (FF++: reals).
         synth: ``build_faces_synth`` arguments.
+        on_error: what to do with bad input, checked lazily as training and evaluation meet it.
+            ``raise`` (default) stops at an unreadable face crop, and at setup when a ``frames`` manifest
+            lists videos that are absent, naming the file and the problem; ``skip`` skips such crops (counted
+            as ``<stage>/skipped``) and videos (``<stage>/missing_videos``). Videos that ``forgery-faces``
+            dropped at extraction (listed but absent, unreadable, zero frames, no face) are already reported
+            in its ``report.json``; they never stop training (a partial download extracts and trains as is)
+            and are counted per split in :attr:`dropped_videos` and as ``<stage>/<reason>_videos``.
     """
 
     kind = "faces"
@@ -56,11 +68,16 @@ class FaceDataModule(pl.LightningDataModule):
         balance: bool = False,
         seed: int = 0,
         synth: Mapping[str, Any] | None = None,
+        on_error: str = "raise",
     ) -> None:
         super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
         self.save_hyperparameters(logger=False)
         self.name = name
         self.datasets: dict[str, FaceFrameDataset] = {}
+        # split -> reason (DROP_REASONS) -> keys of the listed videos without crops
+        self.dropped_videos: dict[str, dict[str, list[str]]] = {}
 
     @property
     def test_name(self) -> str:
@@ -94,18 +111,54 @@ class FaceDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         source = self._source()
-        for split in ("train", "val", "test"):
-            if source is None:
-                vids = index_videos("frames", hp.root, split, **dict(hp.options or {}))
-                if vids.missing:
-                    log.warning("%s: %d listed videos absent: %s", split, len(vids.missing), vids.missing[:5])
-                src = vids.videos
-            else:
-                src = source
+        if source is None:
+            per_split = {s: index_videos("frames", hp.root, s, **dict(hp.options or {})) for s in SPLITS}
+            dropped = {s: {"missing": list(v.missing)} for s, v in per_split.items()}
+            self._check_missing(dropped)
+            sources: dict[str, Any] = {s: v.videos for s, v in per_split.items()}
+        else:
+            dropped = _extraction_drops(Path(source).parent / "report.json")
+            sources = dict.fromkeys(SPLITS, source)
+        for split in SPLITS:
             self.datasets[split] = FaceFrameDataset(
-                src, split=split, balance=hp.balance and split == "train", seed=hp.seed, size=hp.image_size
+                sources[split],
+                split=split,
+                balance=hp.balance and split == "train",
+                seed=hp.seed,
+                size=hp.image_size,
+                on_error=hp.on_error,
+            )
+        for split in SPLITS:
+            # a key re-extracted later (e.g. after completing a download) has crops now: not dropped
+            have = set(self.datasets[split].video_keys)
+            got = dropped.get(split, {})
+            self.dropped_videos[split] = {
+                r: [k for k in got.get(r, []) if k not in have] for r in DROP_REASONS
+            }
+        counts = {s: {r: len(k) for r, k in d.items() if k} for s, d in self.dropped_videos.items()}
+        if any(counts.values()):
+            log.warning(
+                "face data %s: listed videos without crops, by split and reason: %s", self.name, counts
             )
         log.info("face data %s: %s", self.name, {s: d.report for s, d in self.datasets.items()})
+
+    def _check_missing(self, dropped: Mapping[str, Mapping[str, list[str]]]) -> None:
+        """``on_error=raise``: listed-but-absent videos stop setup, naming the list and the first keys."""
+        missing = {s: d["missing"] for s, d in dropped.items() if d.get("missing")}
+        if not missing or self.hparams.on_error == "skip":
+            return
+        options = dict(self.hparams.options or {})
+        where = Path(self.hparams.root)
+        if options.get("manifest"):
+            m = Path(options["manifest"])
+            where = m if m.is_absolute() else where / m
+        keys = [k for s in SPLITS for k in missing.get(s, [])]
+        raise FaceDataError(
+            f"{where}: lists {len(keys)} video(s) absent on disk "
+            f"({', '.join(f'{s}: {len(k)}' for s, k in missing.items())}): {keys[:5]}"
+            f"{' ...' if len(keys) > 5 else ''}; data.on_error=skip proceeds without them (counted as "
+            "<stage>/missing_videos)"
+        )
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.datasets[split]
@@ -113,7 +166,16 @@ class FaceDataModule(pl.LightningDataModule):
             raise FaceDataError(f"{self.name}: the {split} split has no face crops")
         hp = self.hparams
         bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        return make_loader(self.datasets[split], split, bs, hp.num_workers, hp.pin_memory)
+        return make_loader(
+            ds,
+            split,
+            bs,
+            hp.num_workers,
+            hp.pin_memory,
+            collate_skipping,
+            seed=global_seed(),
+            trainer=self.trainer,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -123,3 +185,26 @@ class FaceDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def _extraction_drops(report_path: Path) -> dict[str, dict[str, list[str]]]:
+    """split -> reason -> keys of the videos ``forgery-faces`` listed but wrote no crops for, from its
+    ``report.json`` (absent or unreadable report: nothing known, nothing dropped)."""
+    if not report_path.is_file():
+        return {}
+    try:
+        reports = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        log.warning("%s: cannot read the extraction report (%s); dropped videos not counted", report_path, e)
+        return {}
+    out: dict[str, dict[str, list[str]]] = {}
+    for label, report in reports.items() if isinstance(reports, dict) else ():
+        # labels are "<dataset>/<split>" (forgery-faces), or several joined by "+" (extract_faces)
+        splits = {part.rpartition("/")[2] for part in label.split("+")}
+        if len(splits) != 1 or not splits <= set(SPLITS) or not isinstance(report, dict):
+            continue
+        bucket = out.setdefault(splits.pop(), {})
+        for reason in DROP_REASONS:
+            keys = (report.get(reason) or {}).get("keys", [])
+            bucket[reason] = sorted(set(bucket.get(reason, [])) | set(keys))
+    return out

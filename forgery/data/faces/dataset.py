@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from forgery.data.faces.sources import SPLITS, FaceDataError, VideoRecord, list_frames
+from forgery.data.splicing.dataset import ON_ERROR
 
 __all__ = ["FaceFrameDataset", "FrameRow", "read_index"]
 
@@ -93,6 +94,10 @@ class FaceFrameDataset(Dataset):
             its frame list whole and then a seeded random part of it; the extra count is in ``report``.
         seed: for the balancing draw.
         size: resize crops to S x S (bilinear) when they differ; ``None`` requires equal sizes for batching.
+        on_error: ``raise`` (default) stops at an unreadable crop (missing, zero-byte, truncated, not an
+            image) naming its file and the problem; ``skip`` returns None for it (logged with the reason),
+            which :func:`~forgery.data.splicing.dataset.collate_skipping` drops and counts (``n_skipped``). A
+            skipped crop is not replaced by another one, so its batch is that much smaller.
     """
 
     def __init__(
@@ -103,9 +108,13 @@ class FaceFrameDataset(Dataset):
         balance: bool = False,
         seed: int = 0,
         size: int | None = None,
+        on_error: str = "raise",
     ) -> None:
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
         empty: list[str] = []
         if isinstance(source, (str, Path)):
             self.rows = read_index(source, split)
@@ -161,16 +170,30 @@ class FaceFrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def load(self, index: int) -> np.ndarray:
+        """The crop at ``index`` as (S, S, 3) uint8 RGB; raises :class:`FaceDataError` naming the file and the
+        problem whatever ``on_error`` says (``forgery-data check`` lists every problem through this)."""
         row = self.rows[self.indices[index]]
         try:
             with Image.open(row.path) as im:
                 im = im.convert("RGB")
                 if self.size is not None and im.size != (self.size, self.size):
                     im = im.resize((self.size, self.size), Image.BILINEAR)
-                arr = np.asarray(im)
-        except OSError as e:
-            raise FaceDataError(f"{row.path}: cannot read face crop of {row.key} ({e})") from e
+                return np.asarray(im)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise FaceDataError(
+                f"{row.path}: cannot read face crop of {row.key} ({_problem(row.path, e)})"
+            ) from e
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        try:
+            arr = self.load(index)
+        except FaceDataError as err:
+            if self.on_error == "raise":
+                raise
+            log.warning("skipping face crop %d: %s", index, err)
+            return None
+        row = self.rows[self.indices[index]]
         image = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
         if self.transform is not None:
             image = self.transform(image)
@@ -180,3 +203,12 @@ class FaceFrameDataset(Dataset):
             "video_id": torch.tensor(self._video_id[row.key], dtype=torch.long),
             "key": row.key,
         }
+
+
+def _problem(path: Path, err: BaseException) -> str:
+    """What is wrong with an unreadable crop, in words."""
+    if not path.exists():
+        return "file not found"
+    if path.is_file() and path.stat().st_size == 0:
+        return "zero-byte file"
+    return f"{type(err).__name__}: {err}"

@@ -16,6 +16,7 @@ from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
 from forgery.data.splicing.synth import build_splicing_synth, read_split
+from forgery.utils.seeding import global_seed
 
 __all__ = ["SplicingDataModule", "carve_splits"]
 
@@ -146,9 +147,18 @@ class SplicingDataModule(pl.LightningDataModule):
             raise DataError(f"{self.name}: the {split} split is empty (check data.split / data.test)")
         hp = self.hparams
         bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        if split != "train" and hp.eval_resize == "none":
+        if split != "train" and hp.eval_resize in ("none", "tile"):  # native sizes differ per image
             bs = 1
-        return make_loader(self.datasets[split], split, bs, hp.num_workers, hp.pin_memory, collate_skipping)
+        return make_loader(
+            self.datasets[split],
+            split,
+            bs,
+            hp.num_workers,
+            hp.pin_memory,
+            collate_skipping,
+            seed=global_seed(),
+            trainer=self.trainer,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -17,13 +17,24 @@ __all__ = ["SplicingDataset", "RESIZE_POLICIES", "ON_ERROR", "collate_skipping"]
 
 log = logging.getLogger(__name__)
 
-RESIZE_POLICIES = ("resize", "pad_crop", "none")
+RESIZE_POLICIES = ("resize", "pad_crop", "none", "tile")
 ON_ERROR = ("raise", "skip")
 
 
 def collate_skipping(samples: list[dict | None]) -> dict:
-    """Default collation of the samples that loaded; ``n_skipped`` counts those that did not (None)."""
+    """Default collation of the samples that loaded; ``n_skipped`` counts those that did not (None).
+
+    Raises:
+        ValueError: images of different sizes in one batch (native-size evaluation with a batch size above 1).
+    """
     kept = [s for s in samples if s is not None]
+    sizes = {tuple(s["image"].shape[-2:]) for s in kept if "image" in s}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+        raise ValueError(
+            f"images of different sizes (H x W: {shown}) in one batch: native-size evaluation "
+            "(data.eval_resize=none|tile) needs data.eval_batch_size=1 unless all images have one size"
+        )
     batch = default_collate(kept) if kept else {}
     batch["n_skipped"] = torch.tensor(len(samples) - len(kept))
     return batch
@@ -39,8 +50,10 @@ class SplicingDataset(Dataset):
         records: what to load.
         image_size: S; the network needs S divisible by 16.
         resize: ``resize`` (bilinear image, nearest mask, aspect ratio not kept), ``pad_crop`` (zero-pad to at
-            least S, then crop S x S: random in training, centred otherwise) or ``none`` (native size; use
-            batch size 1; H and W are padded up to a multiple of 16, padding counted as authentic).
+            least S, then crop S x S: random in training, centred otherwise), ``none`` (native size; use
+            batch size 1; H and W are padded up to a multiple of 16, padding counted as authentic) or ``tile``
+            (the same samples as ``none``, for a model that evaluates them tile by tile, ``model.eval_tile``,
+            so that memory stays bounded on large images).
         train: random crops for ``pad_crop``.
         on_error: ``raise`` (default) stops at a bad file with its name and the problem; ``skip`` returns None
             for it (logged with the reason) so that :func:`collate_skipping` drops and counts it.
@@ -107,7 +120,7 @@ class SplicingDataset(Dataset):
                 image = np.asarray(Image.fromarray(image).resize((s, s), Image.BILINEAR))
                 mask = np.asarray(Image.fromarray(mask).resize((s, s), Image.NEAREST))
             return image, mask
-        if self.resize == "none":
+        if self.resize in ("none", "tile"):  # native size; "tile": the module bounds memory by tiling
             ph, pw = -h % 16, -w % 16
             return _pad(image, mask, h + ph, w + pw)
         image, mask = _pad(image, mask, max(h, s), max(w, s))

@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -93,6 +93,8 @@ _AREA_ACCEPT = (0.015, 0.30)  # final in-image area fraction must fall here, els
 _MIN_INSIDE = 0.5  # at least this share of the transformed region must land inside the host
 _MAX_ATTEMPTS = 200
 _COPY_MOVE_PROB = 0.2
+_SENSOR_NOISE = (0.0, 8.0)  # host sensor-noise sigma (0-255 scale), uniform
+_NOISE_GAP = (3.0, 8.0)  # |donor sigma - host sigma|, uniform
 _RESAMPLE = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 _PNG_COMPRESS_LEVEL = 1  # bytes are identical for a given level; level 1 is ~3x faster than the default
 
@@ -318,22 +320,36 @@ def _transform_patch(
     return np.clip(patch, 0.0, 255.0), alpha
 
 
-def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-    """Traces of the donor's own history, as a region spliced in from another photo carries: sensor-like
-    noise of another level (p 0.5), another focus (p 0.3), an earlier JPEG at another quality (p 0.5); at
-    least one of them (a region with no trace at all is a case the generator does not try to model)."""
-    u = rng.random(3)
-    if not (u < (0.5, 0.3, 0.5)).any():
-        u[int(rng.integers(3))] = 0.0
-    noise, blur, quality = rng.uniform(5.0, 15.0), rng.uniform(0.8, 1.8), int(rng.integers(20, 61))
+def _add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Luminance sensor-like noise N(0, sigma) (same on every channel, so gray stays gray); float32 out."""
+    noise = rng.normal(0.0, sigma, image.shape[:2]).astype(np.float32)[..., None]
+    return image.astype(np.float32) + noise
+
+
+def _donor_sigma(host_sigma: float, rng: np.random.Generator) -> float:
+    """A sensor-noise level at least ``_NOISE_GAP[0]`` away from the host's: above or below it at random
+    (below only when the host is noisy enough)."""
+    gap = rng.uniform(*_NOISE_GAP)
+    lower = rng.random() < 0.5 and host_sigma - gap >= 0.0
+    return float(host_sigma - gap if lower else host_sigma + gap)
+
+
+def _donor_trace(
+    patch: np.ndarray, rng: np.random.Generator, host_sigma: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Traces of the donor's own history, in capture order: another focus (p 0.3, optical, so before the
+    sensor), its own sensor-noise level, always different from the host's (another camera, or for a
+    copy-moved region the forger's resampling), and an earlier JPEG at another quality (p 0.5)."""
+    u = rng.random(2)
+    blur, quality = rng.uniform(0.8, 1.8), int(rng.integers(20, 61))
     params: dict[str, Any] = {}
-    if u[0] < 0.5:
-        patch = patch + rng.normal(0.0, noise, patch.shape[:2])[..., None].astype(np.float32)
-        params["noise"] = round(float(noise), 3)
-    if u[1] < 0.3:
+    if u[0] < 0.3:
         patch = ndimage.gaussian_filter(patch, (blur, blur, 0))
         params["blur"] = round(float(blur), 3)
-    if u[2] < 0.5:
+    sigma = _donor_sigma(host_sigma, rng)
+    patch = _add_noise(patch, sigma, rng)
+    params["noise"] = round(sigma, 3)
+    if u[1] < 0.5:
         buf = io.BytesIO()
         as_u8 = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
         Image.fromarray(as_u8).save(buf, format="JPEG", quality=quality)
@@ -345,7 +361,7 @@ def _donor_trace(patch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def _paste(
-    host: np.ndarray, donor: np.ndarray, rng: np.random.Generator, size: int
+    host: np.ndarray, donor: np.ndarray, rng: np.random.Generator, size: int, host_sigma: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, str, float] | None:
     """One paste attempt. Returns (image (S, S, 3) float32, mask (S, S) bool, shape kind, area) or None."""
     kind = ("superpixel", "superpixel", "polygon", "ellipse")[int(rng.integers(4))]
@@ -358,7 +374,7 @@ def _paste(
         return None
     feather_sigma = rng.uniform(0.0, 1.5)  # Gaussian ramp of ~0-3 px on each side of the boundary
     patch, alpha = _transform_patch(donor, shape, rng, feather_sigma)
-    patch, _ = _donor_trace(patch, rng)
+    patch, _ = _donor_trace(patch, rng, host_sigma)
     ph, pw = alpha.shape
     cy = rng.uniform(min(ph / 4, size / 2), max(size - ph / 4, size / 2))
     cx = rng.uniform(min(pw / 4, size / 2), max(size - pw / 4, size / 2))
@@ -432,6 +448,8 @@ def _render_sample(
     host_name = split_photos[int(host_rng.integers(len(split_photos)))]
     host_photo = photos[host_name]
     host = _random_crop(host_photo, host_rng, size)
+    host_sigma = float(host_rng.uniform(*_SENSOR_NOISE))  # the host camera's noise, authentic images too
+    host = np.clip(_add_noise(host, host_sigma, host_rng) + 0.5, 0, 255).astype(np.uint8)
     sample = _Sample(image=host, mask=np.zeros((size, size), np.uint8), host=host_name, donor="")
     if label == 1:
         rng = _rng(seed, split, index, _STREAM_DONOR)
@@ -449,7 +467,8 @@ def _render_sample(
                     f"{donor_name}) after {_MAX_ATTEMPTS} attempts"
                 )
             sample.attempts += 1
-            result = _paste(host, _random_crop(photos[donor_name], rng, size), rng, size)
+            donor = _random_crop(photos[donor_name], rng, size)
+            result = _paste(host, donor, rng, size, host_sigma)
         composite, mask, sample.shape, _ = result
         sample.mask = mask.astype(np.uint8) * 255
         if paste:
