@@ -13,7 +13,7 @@ from torch import nn
 class FreezeBatchNorm(pl.Callback):
     """BatchNorm layers normalise with their running statistics during training, so that every sample's
     forward pass is independent of the rest of its batch: a 2-process run and a 1-process run over the same
-    global batches then compute the same thing (SyncBatchNorm, which does this on GPUs, has no CPU backend)."""
+    global batches then compute the same thing (SyncBatchNorm, which does it on GPUs, has no CPU backend)."""
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         for m in pl_module.modules():
