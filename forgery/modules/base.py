@@ -12,6 +12,8 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MeanMetric
 
 import forgery
 from forgery.utils.seeding import step_rng
@@ -37,6 +39,15 @@ class ForgeryModule(pl.LightningModule):
         super().__init__()
         self.build_config: dict[str, Any] | None = None
         self.nonfinite_skipped = 0
+        # validation/test loss as a sample-weighted mean over the whole split, reduced across processes
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+
+    def log_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Logs ``<stage>/loss`` as the mean over every sample of the split (weighted by batch size, summed
+        across DDP processes): the same value whatever the number of processes or the batch size."""
+        metric = self.eval_loss[stage]
+        metric.update(loss.detach().float(), weight=batch_size)
+        self.log(f"{stage}/loss", metric, on_step=False, on_epoch=True)
 
     def register_input_norm(self, mean: Any = None, std: Any = None) -> None:
         """Non-persistent (1, C, 1, 1) buffers ``input_mean`` / ``input_std`` (identity when None)."""

@@ -165,7 +165,7 @@ class FaceForgeryModule(ForgeryModule):
         probs = out.logits.float().softmax(dim=1)[:, 1]
         metrics.update(probs, batch["label"], batch["video_id"])
         loss = F.cross_entropy(out.logits.float(), batch["label"])
-        self.log(f"{stage}/loss", loss, batch_size=batch["label"].shape[0], sync_dist=True)
+        self.log_eval_loss(stage, loss, batch["label"].shape[0])
         shown = sum(len(v["image"]) for v in self._vis)
         if stage == "val" and out.attention_maps is not None and shown < self.hparams.num_vis:
             k = self.hparams.num_vis - shown

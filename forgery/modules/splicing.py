@@ -192,7 +192,7 @@ class SplicingModule(ForgeryModule):
         out, terms = self._shared_step(batch)
         probs = out.mask_prob
         metrics.update(probs, batch["mask"][:, 0])
-        self.log(f"{stage}/loss", terms["loss"], batch_size=batch["image"].shape[0], sync_dist=True)
+        self.log_eval_loss(stage, terms["loss"], batch["image"].shape[0])
         shown = sum(len(v["image"]) for v in self._vis)
         if stage == "val" and shown < self.hparams.num_vis:
             k = self.hparams.num_vis - shown
