@@ -92,6 +92,21 @@ def test_two_process_frame_and_video_metrics_equal_one_process(faces_ckpt: Path,
 
 # --- training: RIL centers under 2-process DDP equal a 1-process run over the same global batches ---
 
+# both models: 3 SGD steps (Adam turns float-rounding-sized gradient differences into whole steps), BatchNorm
+# frozen (SyncBatchNorm has no CPU backend), every rank's final state dumped
+COMMON_DDP = [
+    "trainer.precision=32-true",
+    "model.optimizer._target_=torch.optim.SGD",
+    "model.optimizer.lr=0.01",
+    "trainer.max_steps=3",
+    "+trainer.limit_val_batches=0",
+    "test=false",
+    "logger=csv",
+    "callbacks=none",
+    "+callbacks.freeze_bn._target_=forgery_test_callbacks.FreezeBatchNorm",
+    "+callbacks.dump._target_=forgery_test_callbacks.DumpState",
+]
+
 MAT_TINY = [
     "experiment=mat_synth",
     "data.image_size=64",
@@ -106,22 +121,24 @@ MAT_TINY = [
     "model.net.head_dropout=0",  # dropout masks are drawn per rank: off, so both runs compute the same
     "model.net.dropout=0",
     "augmentation=none",  # AGDA draws per rank likewise (tests/test_seeding.py checks those)
-    "trainer.precision=32-true",
-    # SGD for the weight comparison: Adam turns float-rounding-sized gradient differences into full steps
-    "model.optimizer._target_=torch.optim.SGD",
     "~model.optimizer.betas",
-    "model.optimizer.lr=0.01",
-    "trainer.max_steps=3",
-    "+trainer.limit_val_batches=0",
-    "test=false",
-    "logger=csv",
-    "callbacks=none",
-    "+callbacks.freeze_bn._target_=forgery_test_callbacks.FreezeBatchNorm",
-    "+callbacks.dump._target_=forgery_test_callbacks.DumpState",
+    *COMMON_DDP,
+]
+
+MTSE_TINY = [
+    "experiment=mtse_synth",
+    "data.image_size=64",
+    "data.synth.n_train=16",
+    "data.synth.n_val=4",
+    "data.synth.n_test=4",
+    "data.num_workers=0",
+    "model.net.width=8",
+    "augmentation=none",  # flips are drawn per rank
+    *COMMON_DDP,
 ]
 
 
-def _train(root: Path, run: str, extra: list[str]) -> dict[str, dict]:
+def _train(root: Path, run: str, base: list[str], extra: list[str]) -> dict[str, dict]:
     out = root / run
     repo = Path(__file__).resolve().parents[1]
     env = {
@@ -139,7 +156,7 @@ def _train(root: Path, run: str, extra: list[str]) -> dict[str, dict]:
         f"paths.data_dir={root / 'data'}",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
-        *MAT_TINY,
+        *base,
         f"+callbacks.dump.path={out / 'state'}",
         *extra,
     ]
@@ -153,8 +170,8 @@ def _train(root: Path, run: str, extra: list[str]) -> dict[str, dict]:
 def test_two_process_training_centers_equal_one_process(tmp_path: Path) -> None:
     import torch
 
-    one = _train(tmp_path, "one", ["trainer.devices=1", "data.batch_size=4"])
-    two = _train(tmp_path, "two", ["trainer=ddp", "trainer.devices=2", "data.batch_size=2"])
+    one = _train(tmp_path, "one", MAT_TINY, ["trainer.devices=1", "data.batch_size=4"])
+    two = _train(tmp_path, "two", MAT_TINY, ["trainer=ddp", "trainer.devices=2", "data.batch_size=2"])
     assert set(one) == {"rank0"} and set(two) == {"rank0", "rank1"}
     ref = one["rank0"]
     assert int(ref["loss.ril.decayed_epochs"]) == int(two["rank0"]["loss.ril.decayed_epochs"])
@@ -168,3 +185,15 @@ def test_two_process_training_centers_equal_one_process(tmp_path: Path) -> None:
         for name, value in ref.items():
             if value.is_floating_point():
                 torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_two_process_mtse_training_equals_one_process(tmp_path: Path) -> None:
+    import torch
+
+    one = _train(tmp_path, "one", MTSE_TINY, ["trainer.devices=1", "data.batch_size=4"])
+    two = _train(tmp_path, "two", MTSE_TINY, ["trainer=ddp", "trainer.devices=2", "data.batch_size=2"])
+    assert set(two) == {"rank0", "rank1"}
+    for name, value in one["rank0"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(two["rank1"][name], two["rank0"][name], rtol=0, atol=0, msg=name)
+            torch.testing.assert_close(two["rank0"][name], value, rtol=0, atol=1e-6, msg=name)
