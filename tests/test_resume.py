@@ -132,11 +132,14 @@ def _faces_steps_per_epoch(make_cfg) -> int:
     return len(dm.datasets["train"]) // cfg.data.batch_size
 
 
-# --- SIGTERM: a usable last.ckpt, a message on how to resume, and ckpt_path=last resumes ---
+# --- SIGTERM / Ctrl-C: a usable last.ckpt, a message on how to resume, and ckpt_path=last resumes ---
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_a_usable_last_ckpt_and_says_how_to_resume(tmp_path: Path, make_cfg) -> None:
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])  # SIGINT = Ctrl-C
+def test_interrupt_leaves_a_usable_last_ckpt_and_says_how_to_resume(
+    tmp_path: Path, make_cfg, signame: str
+) -> None:
     import os
     import signal
     import subprocess
@@ -172,7 +175,7 @@ def test_sigterm_leaves_a_usable_last_ckpt_and_says_how_to_resume(tmp_path: Path
         proc.kill()
         raise AssertionError("no epoch finished in time: " + proc.communicate()[0][-3000:])
     time.sleep(1.0)  # somewhere in a later epoch
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, signame))
     output, _ = proc.communicate(timeout=120)
     assert "Resume with the same overrides plus" in output and "ckpt_path=last" in output, output[-3000:]
     assert not list(last.parent.glob("*.tmp"))
