@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class ResumeHint(pl.Callback):
-    """On SIGTERM / Ctrl-C: stop after the current batch, save ``last.ckpt``, and say how to resume."""
+    """On SIGTERM / Ctrl-C: stop after the current training batch, save ``last.ckpt``, and say how to resume.
+
+    Ctrl-C is caught by a SIGINT handler installed for the fit (main thread only) and turned into a
+    KeyboardInterrupt at the next training batch's end, where the state is whole; a second Ctrl-C
+    interrupts at once (Python's default).
+    """
 
     def __init__(self) -> None:
         self._saved = False
+        self._interrupted = False
+        self._previous: Any = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._interrupted = True
+        self._restore()
+        log.warning("Ctrl-C: stopping after the current training batch (Ctrl-C again to abort at once)")
+
+    def _restore(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if getattr(trainer, "received_sigterm", False) and not self._saved:
-            self._save(trainer)
-            trainer.should_stop = True
+        if self._saved or not (self._interrupted or getattr(trainer, "received_sigterm", False)):
+            return
+        self._save(trainer)
+        if self._interrupted:
+            raise KeyboardInterrupt  # Lightning's graceful shutdown; the checkpoint is already written
+        trainer.should_stop = True
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
