@@ -22,22 +22,10 @@ from sklearn.metrics import (
 from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
 from forgery.metrics import DetectionMetrics, LocalizationMetrics, detection_metrics, localization_metrics
+from forgery.metrics import localization as loc
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
-SUM_STATES = (
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "hist_pos",
-    "hist_neg",
-    "sum_f1",
-    "sum_iou",
-    "sum_mcc",
-    "sum_auroc",
-    "sum_f1_all",
-)
-SUM_STATES += ("n_tampered", "n_auroc")
+SUM_STATES = loc._SUM_STATES + loc._COUNT_STATES
 
 
 # ----------------------------------------------------------------------------------------------- helpers

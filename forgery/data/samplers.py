@@ -11,6 +11,8 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from forgery.utils.seeding import global_seed
+
 __all__ = ["GlobalBatchSampler", "ResumableLoader", "eval_sampler", "make_loader", "train_resume_point"]
 
 
@@ -67,7 +69,8 @@ class GlobalBatchSampler(DistributedSampler):
         if len(perm) < self.batch_size * self.num_replicas:
             return iter(perm[self.rank :: self.num_replicas] if skip == 0 else [])
         b, gb = self.batch_size, self.batch_size * self.num_replicas
-        return iter([i for t in range(skip, self.steps) for i in perm[t * gb + self.rank * b :][:b]])
+        starts = (t * gb + self.rank * b for t in range(skip, self.steps))
+        return iter([i for s in starts for i in perm[s : s + b]])
 
     def __len__(self) -> int:
         return self.num_samples
@@ -120,14 +123,15 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     collate_fn: Callable | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     trainer: Any = None,
 ) -> DataLoader:
     """Training loaders draw a :class:`GlobalBatchSampler` order (seeded, resumable from ``trainer``'s
     restored position); validation/test loaders keep order and, under DDP, give each sample to exactly one
-    rank (:func:`eval_sampler`)."""
+    rank (:func:`eval_sampler`). ``seed`` defaults to the run's seed (:func:`global_seed`)."""
     if split == "train":
         epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else None
+        seed = global_seed() if seed is None else seed
         sampler = GlobalBatchSampler(dataset, batch_size, seed=seed, epoch_fn=epoch_fn)
         epoch, skip = train_resume_point(trainer)
         # a checkpoint saved after an epoch's last batch: that epoch is closed without batches, the next

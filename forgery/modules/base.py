@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 
 import forgery
 from forgery.utils.seeding import step_rng
@@ -39,8 +39,23 @@ class ForgeryModule(pl.LightningModule):
         super().__init__()
         self.build_config: dict[str, Any] | None = None
         self.nonfinite_skipped = 0
+        # samples skipped by data.on_error=skip, per stage (summed across processes); not in checkpoints
+        self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         # validation/test loss as a sample-weighted mean over the whole split, reduced across processes
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+
+    def count_skipped(self, batch: dict, stage: str) -> bool:
+        """Counts the batch's samples skipped by ``data.on_error=skip`` (``n_skipped`` from
+        ``collate_skipping``); False when none of the batch is left."""
+        if "n_skipped" in batch:
+            self.skipped[f"{stage}_samples"].update(batch["n_skipped"].float())
+        return "image" in batch
+
+    def pop_skipped(self, stage: str) -> torch.Tensor:
+        """Skipped samples of ``stage`` since the last call (summed across processes), then reset."""
+        value = self.skipped[f"{stage}_samples"].compute().float()
+        self.skipped[f"{stage}_samples"].reset()
+        return value
 
     def log_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Logs ``<stage>/loss`` as the mean over every sample of the split (weighted by batch size, summed

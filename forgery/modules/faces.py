@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import SumMetric
 
 from forgery.metrics import DetectionMetrics
 from forgery.modules.base import ForgeryModule, check_finite
@@ -73,8 +72,6 @@ class FaceForgeryModule(ForgeryModule):
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
         self._fit_ril_to_net()
-        # face crops skipped by data.on_error=skip, per stage (summed across processes); not in checkpoints
-        self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         self.val_metrics = DetectionMetrics(threshold=threshold)
         self.test_metrics = DetectionMetrics(threshold=threshold)
         self._vis: list[dict[str, Tensor]] = []
@@ -116,12 +113,6 @@ class FaceForgeryModule(ForgeryModule):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
         return self.net(self.normalize(images))
 
-    def _count_skipped(self, batch: dict, stage: str) -> bool:
-        """Counts skipped samples; False when nothing of the batch is left."""
-        if "n_skipped" in batch:
-            self.skipped[f"{stage}_samples"].update(batch["n_skipped"].float())
-        return "image" in batch
-
     def _dropped_videos(self, stage: str) -> dict[str, Tensor]:
         """``<stage>/<reason>_videos``: the datamodule's listed videos without crops (none without one)."""
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
@@ -131,7 +122,7 @@ class FaceForgeryModule(ForgeryModule):
         return {f"{stage}/{r}_videos": torch.tensor(float(len(k))) for r, k in dropped[stage].items()}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        if not self._count_skipped(batch, "train"):
+        if not self.count_skipped(batch, "train"):
             return None
         x = self.normalize(batch["image"])
         labels = batch["label"]
@@ -159,7 +150,7 @@ class FaceForgeryModule(ForgeryModule):
             self.loss.sync_epoch(self.current_epoch)
 
     def _eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
-        if not self._count_skipped(batch, stage):
+        if not self.count_skipped(batch, stage):
             return
         out = self(batch["image"])
         probs = out.logits.float().softmax(dim=1)[:, 1]
@@ -183,8 +174,7 @@ class FaceForgeryModule(ForgeryModule):
 
     def _log_metrics(self, stage: str, metrics: DetectionMetrics) -> None:
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
-        values[f"{stage}/skipped"] = self.skipped[f"{stage}_samples"].compute().float()
-        self.skipped[f"{stage}_samples"].reset()
+        values[f"{stage}/skipped"] = self.pop_skipped(stage)
         values.update(self._dropped_videos(stage))
         self.log_dict(values, sync_dist=False)
         metrics.reset()
@@ -192,11 +182,10 @@ class FaceForgeryModule(ForgeryModule):
     def on_train_epoch_end(self) -> None:
         self.log_dict(
             {
-                "train/skipped": self.skipped["train_samples"].compute().float(),
+                "train/skipped": self.pop_skipped("train"),
                 **self._dropped_videos("train"),
             }
         )
-        self.skipped["train_samples"].reset()
 
     def on_validation_epoch_start(self) -> None:
         self._vis = []

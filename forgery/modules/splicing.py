@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import SumMetric
 
 from forgery.augment.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
@@ -88,8 +87,6 @@ class SplicingModule(ForgeryModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
-        # samples skipped by data.on_error=skip, per stage (summed across processes)
-        self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self.test_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
         self._vis: list[dict[str, Tensor]] = []
@@ -168,14 +165,8 @@ class SplicingModule(ForgeryModule):
     def _check_finite(self, loss: Tensor, batch: dict, stage: str) -> bool:
         return check_finite(self, loss, list(batch.get("id", [])), stage)
 
-    def _count_skipped(self, batch: dict, stage: str) -> bool:
-        """Counts skipped samples; False when nothing of the batch is left."""
-        if "n_skipped" in batch:
-            self.skipped[f"{stage}_samples"].update(batch["n_skipped"].float())
-        return "image" in batch
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        if not self._count_skipped(batch, "train"):
+        if not self.count_skipped(batch, "train"):
             return None
         with self.step_rng(stream=2):
             _, terms = self._shared_step(batch)
@@ -187,7 +178,7 @@ class SplicingModule(ForgeryModule):
         return terms["loss"]
 
     def _eval_step(self, batch: dict, stage: str, metrics) -> None:
-        if not self._count_skipped(batch, stage):
+        if not self.count_skipped(batch, stage):
             return
         out, terms = self._shared_step(batch)
         probs = out.mask_prob
@@ -218,15 +209,13 @@ class SplicingModule(ForgeryModule):
 
     def _log_metrics(self, stage: str, metrics) -> dict[str, Tensor]:
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
-        values[f"{stage}/skipped"] = self.skipped[f"{stage}_samples"].compute().float()
-        self.skipped[f"{stage}_samples"].reset()
+        values[f"{stage}/skipped"] = self.pop_skipped(stage)
         self.log_dict(values, sync_dist=False)
         metrics.reset()
         return values
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/skipped", self.skipped["train_samples"].compute().float())
-        self.skipped["train_samples"].reset()
+        self.log("train/skipped", self.pop_skipped("train"))
 
     def on_validation_epoch_start(self) -> None:
         self._vis = []

@@ -15,8 +15,7 @@ from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import SPLITS, FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
 from forgery.data.samplers import make_loader
-from forgery.data.splicing.dataset import collate_skipping
-from forgery.utils.seeding import global_seed
+from forgery.data.splicing.dataset import ON_ERROR, collate_skipping
 
 __all__ = ["FaceDataModule"]
 
@@ -71,8 +70,8 @@ class FaceDataModule(pl.LightningDataModule):
         on_error: str = "raise",
     ) -> None:
         super().__init__()
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be {' or '.join(ON_ERROR)}, got {on_error!r}")
         self.save_hyperparameters(logger=False)
         self.name = name
         self.datasets: dict[str, FaceFrameDataset] = {}
@@ -173,7 +172,6 @@ class FaceDataModule(pl.LightningDataModule):
             hp.num_workers,
             hp.pin_memory,
             collate_skipping,
-            seed=global_seed(),
             trainer=self.trainer,
         )
 

@@ -16,7 +16,6 @@ from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
 from forgery.data.splicing.synth import build_splicing_synth, read_split
-from forgery.utils.seeding import global_seed
 
 __all__ = ["SplicingDataModule", "carve_splits"]
 
@@ -156,7 +155,6 @@ class SplicingDataModule(pl.LightningDataModule):
             hp.num_workers,
             hp.pin_memory,
             collate_skipping,
-            seed=global_seed(),
             trainer=self.trainer,
         )
 
