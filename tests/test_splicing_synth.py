@@ -48,9 +48,9 @@ def photos() -> tuple[dict, dict[str, list[str]]]:
 
 
 def test_layout_and_tag(built: Path) -> None:
-    assert built.name == "splicing_synth-v5-seed0-64px-12.4.8-auth0.25"
+    assert built.name == "splicing_synth-v6-seed0-64px-12.4.8-auth0.25"
     assert dataset_tag(seed=0, size=256, n_train=800, n_val=100, n_test=200, authentic_fraction=0.2) == (
-        "splicing_synth-v5-seed0-256px-800.100.200-auth0.2"
+        "splicing_synth-v6-seed0-256px-800.100.200-auth0.2"
     )
     assert _tag(authentic_fraction=1 / 3).endswith("-auth0.3333333333333333")  # exact, no collisions
     assert built.stat().st_mode & 0o777 == 0o755  # not the 0700 of the temp folder it was built in
@@ -257,6 +257,22 @@ def test_postprocess_rates_match_spec() -> None:
     for name, prob in POST_PROB.items():
         assert abs(counts[name] / n - prob) < 0.04, name
     assert (min(qualities), max(qualities)) == POST_JPEG_QUALITY
+
+
+def test_donor_noise_differs_from_host_by_the_gap() -> None:
+    lo, hi = synth._NOISE_GAP
+    for host_sigma in (0.0, 4.0, 8.0):
+        rng = np.random.default_rng(int(host_sigma))
+        donors = np.array([synth._donor_sigma(host_sigma, rng) for _ in range(2000)])
+        gaps = np.abs(donors - host_sigma)
+        assert donors.min() >= 0.0 and gaps.min() >= lo and gaps.max() <= hi
+        assert gaps.min() < lo + 0.1 and gaps.max() > hi - 0.1  # the whole range is drawn
+        below = (donors < host_sigma).mean()
+        # a quieter donor needs room below the host: P = 0.5 * P(gap <= host sigma)
+        assert abs(below - 0.5 * np.clip((host_sigma - lo) / (hi - lo), 0, 1)) < 0.04
+    # the pixels carry the drawn level
+    noisy = synth._add_noise(np.full((256, 256, 3), 128, np.uint8), 10.0, np.random.default_rng(0))
+    assert abs(float(noisy.std()) - 10.0) < 0.2 and np.array_equal(noisy[..., 0], noisy[..., 2])
 
 
 def test_split_labels_exact_count() -> None:

@@ -35,7 +35,7 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth",
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CSV_COLUMNS: tuple[str, ...] = ("id", "image", "mask", "label", "host", "donor")
 
@@ -87,6 +87,7 @@ _STREAM_PHOTO_SPLIT, _STREAM_LABELS = 101, 102
 _STREAM_HOST, _STREAM_DONOR, _STREAM_POST = 0, 1, 2
 
 _MIN_SIZE = 32
+_CROP_SCALE = (0.5, 1.0)  # crop side as a fraction of the photo's shorter side, uniform
 _SLIC_MAX_SIDE = 128  # superpixels are computed on a downscaled donor crop for speed
 _AREA_TARGET = (0.02, 0.25)  # log-uniform target area fraction of the pasted region
 _AREA_ACCEPT = (0.015, 0.30)  # final in-image area fraction must fall here, else redraw
@@ -94,7 +95,7 @@ _MIN_INSIDE = 0.5  # at least this share of the transformed region must land ins
 _MAX_ATTEMPTS = 200
 _COPY_MOVE_PROB = 0.2
 _SENSOR_NOISE = (0.0, 8.0)  # host sensor-noise sigma (0-255 scale), uniform
-_NOISE_GAP = (3.0, 8.0)  # |donor sigma - host sigma|, uniform
+_NOISE_GAP = (6.0, 15.0)  # |donor sigma - host sigma|, uniform (v5: 3-8, too faint to learn in a CPU demo)
 _RESAMPLE = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 _PNG_COMPRESS_LEVEL = 1  # bytes are identical for a given level; level 1 is ~3x faster than the default
 
@@ -193,9 +194,9 @@ def _rng(seed: int, split: str, index: int, stream: int) -> np.random.Generator:
 
 
 def _random_crop(photo: _Photo, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Square crop (side U(0.5, 1) x shorter side, random position, h-flip p=0.5) -> (S, S, 3) uint8."""
+    """Square crop (side U(_CROP_SCALE) x shorter side, random position, h-flip p=0.5) -> (S, S, 3) uint8."""
     w, h = photo.image.size
-    side = rng.uniform(0.5, 1.0) * min(w, h)
+    side = rng.uniform(*_CROP_SCALE) * min(w, h)
     x0 = rng.uniform(0.0, w - side)
     y0 = rng.uniform(0.0, h - side)
     flip = rng.random() < 0.5
@@ -398,7 +399,7 @@ def _paste(
 
 # Whole-image post-processing law (authentic and tampered alike).
 POST_PROB = {"jpeg_quality": 0.6, "blur_sigma": 0.2, "resize": 0.2}
-POST_JPEG_QUALITY = (70, 100)
+POST_JPEG_QUALITY = (85, 100)
 POST_BLUR_SIGMA = (0.0, 0.8)
 POST_RESIZE_FACTOR = (0.7, 1.0)
 
