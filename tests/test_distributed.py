@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL_FACES
 from tests.test_entrypoints import tiny_ckpt  # noqa: F401  (fixture)
 from tests.test_faces_real import faces_ckpt  # noqa: F401  (fixture)
 
@@ -109,14 +110,7 @@ COMMON_DDP = [
 
 MAT_TINY = [
     "experiment=mat_synth",
-    "data.image_size=64",
-    "data.synth.n_train=4",
-    "data.synth.n_val=2",
-    "data.synth.n_test=2",
-    "data.synth.real_frames=2",
-    "data.synth.fake_frames=2",
-    "data.num_workers=0",
-    "data.balance=false",
+    *SMALL_FACES,  # its batch sizes are overridden per run below
     "model.net.backbone=tf_efficientnet_b0",
     "model.net.head_dropout=0",  # dropout masks are drawn per rank: off, so both runs compute the same
     "model.net.dropout=0",

@@ -13,7 +13,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from forgery.utils.seeding import global_seed
 
-__all__ = ["GlobalBatchSampler", "ResumableLoader", "eval_sampler", "make_loader", "train_resume_point"]
+__all__ = [
+    "GlobalBatchSampler",
+    "ResumableLoader",
+    "datamodule_loader",
+    "eval_sampler",
+    "make_loader",
+    "train_resume_point",
+]
 
 
 def _world() -> tuple[int, int]:
@@ -147,4 +154,23 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+    )
+
+
+def datamodule_loader(
+    datamodule: Any, dataset: Dataset, split: str, collate_fn: Callable, batch_size: int | None = None
+) -> DataLoader:
+    """:func:`make_loader` with a datamodule's settings: ``batch_size`` (training) or ``eval_batch_size``
+    (falling back to ``batch_size``) unless one is given, ``num_workers``, ``pin_memory`` and its trainer."""
+    hp = datamodule.hparams
+    if batch_size is None:
+        batch_size = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
+    return make_loader(
+        dataset,
+        split,
+        batch_size,
+        hp.num_workers,
+        hp.pin_memory,
+        collate_fn,
+        trainer=datamodule.trainer,
     )

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import SPLITS, FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
-from forgery.data.samplers import make_loader
+from forgery.data.samplers import datamodule_loader
 from forgery.data.splicing.dataset import ON_ERROR, collate_skipping
 
 __all__ = ["FaceDataModule"]
@@ -163,17 +163,7 @@ class FaceDataModule(pl.LightningDataModule):
         ds = self.datasets[split]
         if len(ds) == 0:
             raise FaceDataError(f"{self.name}: the {split} split has no face crops")
-        hp = self.hparams
-        bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        return make_loader(
-            ds,
-            split,
-            bs,
-            hp.num_workers,
-            hp.pin_memory,
-            collate_skipping,
-            trainer=self.trainer,
-        )
+        return datamodule_loader(self, ds, split, collate_skipping)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from forgery.data.samplers import make_loader
+from forgery.data.samplers import datamodule_loader
 from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
@@ -144,19 +144,8 @@ class SplicingDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if not self.records.get(split):
             raise DataError(f"{self.name}: the {split} split is empty (check data.split / data.test)")
-        hp = self.hparams
-        bs = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        if split != "train" and hp.eval_resize in ("none", "tile"):  # native sizes differ per image
-            bs = 1
-        return make_loader(
-            self.datasets[split],
-            split,
-            bs,
-            hp.num_workers,
-            hp.pin_memory,
-            collate_skipping,
-            trainer=self.trainer,
-        )
+        native = split != "train" and self.hparams.eval_resize in ("none", "tile")  # sizes differ per image
+        return datamodule_loader(self, self.datasets[split], split, collate_skipping, 1 if native else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
