@@ -12,8 +12,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from forgery.train import CONFIG_DIR
+from forgery.cli import config_dir
+from forgery.utils.resolvers import register_resolvers
 
+CONFIG_DIR = config_dir()
+register_resolvers()
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("FORGERY_QUIET", "1")
 

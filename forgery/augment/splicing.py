@@ -21,6 +21,8 @@ class PairedAugmentation(nn.Module):
         transforms: kornia augmentation modules, applied in order.
     """
 
+    kind = "splicing"  # the task it serves (checked against the model when a run is built)
+
     def __init__(self, transforms: Sequence[nn.Module] = ()) -> None:
         super().__init__()
         self.transforms = list(transforms)
