@@ -254,12 +254,13 @@ def predict_faces(
 def main(cfg: DictConfig) -> None:
     extras(cfg)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    source = Path(cfg.input)  # required values first: a missing input is reported before any loading
     module = load_module(cfg.ckpt_path)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trained = ((module.build_config or {}).get("data") or {}).get("image_size")
     if module.kind == "faces":
-        paths = _inputs(Path(cfg.input), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+        paths = _inputs(source, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         size = trained or 380
         if cfg.get("image_size") is not None and str(cfg.image_size) != "native":
             size = int(cfg.image_size)
@@ -278,7 +279,7 @@ def main(cfg: DictConfig) -> None:
             "inputs": scores,
         }
     else:
-        paths = _inputs(Path(cfg.input))
+        paths = _inputs(source)
         size = prediction_size(cfg.get("image_size"), trained)
         scores = predict_images(
             module,
