@@ -1,0 +1,211 @@
+"""FaceForgeryModule: trains and evaluates MAT (multi-attentional deepfake detection) with AGDA."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from forgery.metrics import DetectionMetrics
+from forgery.modules.base import ForgeryModule, check_finite
+from forgery.utils.visualize import attention_grid, log_image, save_png
+
+__all__ = ["FaceForgeryModule"]
+
+log = logging.getLogger(__name__)
+
+
+class FaceForgeryModule(ForgeryModule):
+    """Lightning wrapper around MAT, its loss (CE + RIL + AGDA terms) and AGDA.
+
+    Args:
+        net: a MAT network (``forward(images) -> MATOutput``); baseline mode gives a plain classifier.
+        loss: :class:`~forgery.losses.mat.MATLoss`.
+        optimizer: partial optimizer; scheduler: optional partial LR scheduler (``scheduler_interval``).
+        augmentation: :class:`~forgery.augment.agda.AGDA` or None (no AGDA pass).
+        agda_center_update: also update the RIL centers on the AGDA pass (as the official code does).
+        input_mean, input_std: input normalization (MAT: 0.5 / 0.5).
+        threshold: frame decision threshold of the metrics.
+        init_from: a forgery checkpoint whose matching weights initialise the network (stage 2 from stage 1).
+        sync_batchnorm: convert BatchNorm layers to SyncBatchNorm under DDP (timm-aware).
+        num_vis: faces in the validation picture grid.
+        on_nonfinite: ``raise`` on a non-finite training loss (naming the step and the batch's video keys) or
+            ``skip`` the batch and count it (``train/nonfinite_skipped``).
+
+    Face crops skipped by ``data.on_error=skip`` are counted per stage (``<stage>/skipped``; a batch left
+    empty is skipped), and the datamodule's listed-but-uncropped videos (``dropped_videos``) are logged as
+    ``<stage>/<reason>_videos``, so both reach ``metrics.json``.
+    """
+
+    kind = "faces"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        augmentation: nn.Module | None = None,
+        agda_center_update: bool = True,
+        input_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        input_std: Sequence[float] = (0.5, 0.5, 0.5),
+        threshold: float = 0.5,
+        init_from: str | None = None,
+        sync_batchnorm: bool = False,
+        num_vis: int = 8,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False
+        )
+        self.net = net
+        self.loss = loss
+        self.augmentation = augmentation
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.register_input_norm(input_mean, input_std)
+        self._fit_ril_to_net()
+        self.val_metrics = DetectionMetrics(threshold=threshold)
+        self.test_metrics = DetectionMetrics(threshold=threshold)
+        self._vis: list[dict[str, Tensor]] = []
+        if init_from:
+            self.init_from_checkpoint(init_from)
+
+    def _fit_ril_to_net(self) -> None:
+        """Sizes the RIL centers (M, C) to the network's maps and shallow channels (backbone-dependent)."""
+        ril = getattr(self.loss, "ril", None)
+        shape = (getattr(self.net, "num_attentions", None), getattr(self.net, "ril_channels", None))
+        if ril is None or None in shape or tuple(ril.centers.shape) == shape:
+            return
+        if bool(ril.centers.any()):
+            raise ValueError(
+                f"RIL centers of shape {tuple(ril.centers.shape)} already trained; the net needs {shape}"
+            )
+        log.info(
+            "RIL centers resized from %s to %s for %s",
+            tuple(ril.centers.shape),
+            shape,
+            type(self.net).__name__,
+        )
+        ril.centers = torch.zeros(shape, dtype=ril.centers.dtype)
+
+    def init_from_checkpoint(self, path: str | Path) -> None:
+        """Loads the matching weights (same name and shape) of another forgery checkpoint into ``net``."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k[len("net.") :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
+        if not state:
+            raise ValueError(f"{path}: no 'net.' weights to initialise from")
+        loaded, skipped = self.net.load_matching(state)
+        log.info("init_from %s: %d tensors loaded, %d skipped", path, len(loaded), len(skipped))
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
+            self.net = self.net.convert_sync_batchnorm()
+
+    def forward(self, images: Tensor):
+        """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
+        return self.net(self.normalize(images))
+
+    def _dropped_videos(self, stage: str) -> dict[str, Tensor]:
+        """``<stage>/<reason>_videos``: the datamodule's listed videos without crops (none without one)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dropped = getattr(dm, "dropped_videos", None)
+        if not isinstance(dropped, Mapping) or stage not in dropped:
+            return {}
+        return {f"{stage}/{r}_videos": torch.tensor(float(len(k))) for r, k in dropped[stage].items()}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        if not self.count_skipped(batch, "train"):
+            return None
+        x = self.normalize(batch["image"])
+        labels = batch["label"]
+        with self.step_rng(stream=2):  # head dropout and AGDA draws: per step and rank, exact on resume
+            out = self.net(x)
+            out_agda = selected = None
+            if self.augmentation is not None and out.attention_maps is not None:
+                mixed, selected, _ = self.augmentation(x, out.attention_maps.detach())
+                out_agda = self.net(mixed)
+            terms = self.loss(
+                out, labels, out_agda, selected, update_centers_on_agda=self.hparams.agda_center_update
+            )
+        if not check_finite(self, terms["loss"], list(batch.get("key", [])), "train"):
+            return None
+        bs = labels.shape[0]
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/loss_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=bs)
+        self.log("train/acc", (out.logits.argmax(1) == labels).float().mean(), batch_size=bs)
+        return terms["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        # alpha *= 0.9 per finished epoch, applied at the next epoch's start so that a checkpoint saved at
+        # any point (validation, Ctrl-C, mid-epoch) resumes with the right value
+        if hasattr(self.loss, "sync_epoch"):
+            self.loss.sync_epoch(self.current_epoch)
+
+    def _eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
+        if not self.count_skipped(batch, stage):
+            return
+        out = self(batch["image"])
+        probs = out.logits.float().softmax(dim=1)[:, 1]
+        metrics.update(probs, batch["label"], batch["video_id"])
+        loss = F.cross_entropy(out.logits.float(), batch["label"])
+        self.log_eval_loss(stage, loss, batch["label"].shape[0])
+        shown = sum(len(v["image"]) for v in self._vis)
+        if stage == "val" and out.attention_maps is not None and shown < self.hparams.num_vis:
+            k = self.hparams.num_vis - shown
+            self._vis.append({"image": batch["image"][:k].detach(), "maps": out.attention_maps[:k].detach()})
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
+        out = self(batch["image"])
+        return {"key": batch.get("key"), "prob": out.logits.float().softmax(dim=1)[:, 1]}
+
+    def _log_metrics(self, stage: str, metrics: DetectionMetrics) -> None:
+        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        values[f"{stage}/skipped"] = self.pop_skipped(stage)
+        values.update(self._dropped_videos(stage))
+        self.log_dict(values, sync_dist=False)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(
+            {
+                "train/skipped": self.pop_skipped("train"),
+                **self._dropped_videos("train"),
+            }
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        self._vis = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+        if self._vis and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            images = torch.cat([v["image"] for v in self._vis])
+            maps = torch.cat([v["maps"] for v in self._vis])
+            agda = None
+            if self.augmentation is not None:
+                mixed, _, _ = self.augmentation(self.normalize(images), maps)
+                agda = (mixed * self.input_std + self.input_mean).clamp(0, 1)
+            grid = attention_grid(
+                images.float().cpu(), maps.float().cpu(), None if agda is None else agda.cpu()
+            )
+            root = Path(self.trainer.default_root_dir) / "predictions"
+            path = save_png(grid, root / f"val_epoch{self.current_epoch:03d}.png")
+            log_image(self.loggers, "val/attention", path, self.global_step)
+        self._vis = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)

@@ -1,0 +1,44 @@
+"""OmegaConf resolvers used by the configs, registered by :func:`register_resolvers` (every app's ``main``
+calls it before Hydra composes; tests call it in ``conftest.py``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+__all__ = ["auto_precision", "register_resolvers", "working_dir"]
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision() -> str:
+    """``bf16-mixed`` where the hardware runs bfloat16 natively (CUDA with bf16, CPUs with AVX512-BF16/AMX),
+    else ``32-true``. Only used where a config asks for it (``${forgery_precision:}``)."""
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if _cpu_has_bf16() else "32-true"
+
+
+def working_dir() -> str:
+    """The absolute folder the command was started from. Unlike ``${hydra:runtime.cwd}`` it resolves before
+    Hydra has set up a job, e.g. in ``hydra.sweep.dir`` of a multirun."""
+    return os.getcwd()
+
+
+RESOLVERS = {"forgery_precision": auto_precision, "forgery_cwd": working_dir}
+
+
+def register_resolvers() -> None:
+    """Registers the ``forgery_*`` resolvers once (idempotent)."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
