@@ -19,6 +19,7 @@ EfficientNet ``_fc.*``).
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +92,28 @@ def read_official(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise OfficialWeightsError(
+                f"{path}: holds a pickled object ({found.group(1)}), not a state_dict; a pickled whole model "
+                "such as the official MTSE .pkl must first be exported in the official environment: "
+                "torch.save(torch.load('x.pkl', map_location='cpu').state_dict(), 'x.pth')"
+            ) from err
         raise OfficialWeightsError(
-            f"{path}: cannot be read with weights_only=True ({str(err).splitlines()[0]}); a pickled whole "
-            "model such as the official MTSE .pkl must first be exported to a state_dict in the official "
-            "environment: torch.save(torch.load('x.pkl', map_location='cpu').state_dict(), 'x.pth')"
+            f"{path}: not a readable torch file (corrupt, truncated or another format): "
+            f"{_last_line(str(err))}"
         ) from err
     return official_state_dict(obj, str(path))
+
+
+def _last_line(message: str) -> str:
+    """The informative part of a torch.load error (its first line is often a generic preamble)."""
+    text = " ".join(message.split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    else:
+        text = text.split(". ", 1)[0]
+    return text.strip()[:200]
 
 
 def official_state_dict(obj: Any, source: str = "input") -> dict[str, Tensor]:
@@ -161,8 +178,11 @@ def map_official_keys(
     return out
 
 
-def _load_mapped(net: nn.Module, state: Mapping[str, Tensor], key_map: Mapping[str, str]) -> None:
-    """Copies ``state`` into ``net`` through ``key_map``: every shape checked, every net tensor covered."""
+def _load_mapped(
+    net: nn.Module, state: Mapping[str, Tensor], module_map: Mapping[str, str], skip: Iterable[str]
+) -> None:
+    """Copies ``state`` into ``net`` through ``module_map``: every shape checked, every net tensor covered."""
+    key_map = map_official_keys(state, module_map, skip)
     own = net.state_dict()
     what = type(net).__name__
     mapped: dict[str, Tensor] = {}
@@ -177,10 +197,12 @@ def _load_mapped(net: nn.Module, state: Mapping[str, Tensor], key_map: Mapping[s
         mapped[target] = state[key]
     missing = [k for k in own if k not in mapped]
     if missing:
-        inverse = {v: k for k, v in key_map.items()}
+        inverse = {ours: official for official, ours in module_map.items()}
+        module, _, name = missing[0].rpartition(".")
+        official = f" (official {inverse[module] + '.' + name!r})" if module in inverse else ""
         raise OfficialWeightsError(
-            f"the official state_dict lacks {len(missing)} tensor(s) of {what}; first: {missing[0]!r}"
-            + (f" (official {inverse[missing[0]]!r})" if missing[0] in inverse else "")
+            f"the official state_dict lacks {len(missing)} tensor(s) of {what}; "
+            f"first: {missing[0]!r}{official}"
         )
     net.load_state_dict(mapped, strict=True)
 
@@ -247,7 +269,7 @@ def mtse_from_official(state_dict: Mapping[str, Tensor]) -> MTSENet:
     state = official_state_dict(state_dict)
     _check_kind(state, "mtse")
     net = MTSENet(**mtse_options(state))
-    _load_mapped(net, state, map_official_keys(state, mtse_module_map(), MTSE_UNUSED))
+    _load_mapped(net, state, mtse_module_map(), MTSE_UNUSED)
     return net
 
 
@@ -312,6 +334,20 @@ def mat_options(state: Mapping[str, Tensor], backbone: str | None = None) -> dic
     }
 
 
+def _timm_blocks(state: Mapping[str, Tensor], net: MAT) -> list[str]:
+    """The backbone's block paths in order, as many as the official ``net._blocks``."""
+    blocks = [
+        f"backbone.blocks.{s}.{i}" for s, stage in enumerate(net.backbone.blocks) for i in range(len(stage))
+    ]
+    n = _official_blocks(state)
+    if n != len(blocks):
+        raise OfficialWeightsError(
+            f"the official backbone has {n} blocks, timm's {net.backbone.default_cfg.get('architecture')} "
+            f"{len(blocks)}: pass the matching backbone"
+        )
+    return blocks
+
+
 def mat_module_map(state: Mapping[str, Tensor], net: MAT) -> dict[str, str]:
     """Official MAT module path -> :class:`MAT` module path, for the blocks present in ``state``."""
     table = {
@@ -331,15 +367,7 @@ def mat_module_map(state: Mapping[str, Tensor], net: MAT) -> dict[str, str]:
     }
     for name, _ in net.texture.named_children():
         table[f"texture_enhance.{name}"] = f"texture.{name}"
-    blocks = [
-        f"backbone.blocks.{s}.{i}" for s, stage in enumerate(net.backbone.blocks) for i in range(len(stage))
-    ]
-    n = _official_blocks(state)
-    if n != len(blocks):
-        raise OfficialWeightsError(
-            f"the official backbone has {n} blocks, timm's {net.backbone.default_cfg.get('architecture')} "
-            f"{len(blocks)}: pass the matching backbone"
-        )
+    blocks = _timm_blocks(state, net)
     expanded = {
         "_expand_conv": "conv_pw",
         "_bn0": "bn1",
@@ -374,8 +402,8 @@ def _tap_strides(net: MAT, shallow: int, attention: int) -> tuple[int, int]:
         if not found:
             taps = [(int(i["num_chs"]), int(i["reduction"])) for i in info]
             raise OfficialWeightsError(
-                f"the official {what} layer has {channels} channels; MAT taps stage ends only, "
-                f"(channels, stride) {taps}"
+                f"the official {what} layer has {channels} channels; MAT taps the ends of stages, "
+                f"(channels, stride): {taps}"
             )
         strides.append(found[-1])
     return strides[0], strides[1]
@@ -403,6 +431,7 @@ def mat_from_official(
     ]
     attention = _shape(state, "attentions.conv_extract.weight")[1]
     net = MAT(**options, **net_kwargs)
+    _timm_blocks(state, net)
     strides = _tap_strides(net, shallow, attention)
     options.update(shallow_stride=strides[0], attention_stride=strides[1])
     if (net.shallow_channels, net.attention_channels) != (shallow, attention):
@@ -416,8 +445,7 @@ def mat_from_official(
                 f"official key 'attentions.mask' ({tuple(official.shape)}) is not MAT's border mask "
                 f"(border {options['border']} on a {tuple(ours.shape[-2:])} grid)"
             )
-    key_map = map_official_keys(state, mat_module_map(state, net), MAT_UNUSED + MAT_SPECIAL)
-    _load_mapped(net, state, key_map)
+    _load_mapped(net, state, mat_module_map(state, net), MAT_UNUSED + MAT_SPECIAL)
 
     centers = state.get("auxiliary_loss.feature_centers")
     if centers is not None and tuple(centers.shape) != (net.num_attentions, net.ril_channels):
