@@ -315,6 +315,7 @@ def test_convert_mat_then_eval(make_cfg, tmp_path: Path, mat_data: dict[str, np.
     assert "test/auc" in metrics and "test/acc" in metrics
 
 
+@pytest.mark.slow  # a fresh interpreter: 6-18 s of imports under contention
 def test_convert_cli_wrong_kind_is_one_error_line(tmp_path: Path) -> None:
     source = tmp_path / "mtse.pth"
     torch.save(_official_mtse_state(MTSENet(width=8)), source)
