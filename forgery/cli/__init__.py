@@ -6,7 +6,8 @@
 | ``forgery-eval`` | :mod:`forgery.cli.eval` | ``conf/eval.yaml`` |
 | ``forgery-predict`` | :mod:`forgery.cli.predict` | ``conf/predict.yaml`` |
 | ``forgery-faces`` | :mod:`forgery.cli.faces` | ``conf/faces.yaml`` |
-| ``forgery-data`` | :mod:`forgery.cli.data` | ``conf/check.yaml`` |
+| ``forgery-data`` | :mod:`forgery.cli.data` | ``conf/check.yaml`` (``check``) |
+| ``forgery-convert`` | :mod:`forgery.cli.convert` | ``conf/convert.yaml`` |
 
 :func:`hydra_app` is what every app shares: the config directory (:func:`config_dir`, inside the package when
 installed from a wheel, the checkout's top-level ``conf/`` otherwise), the OmegaConf resolvers (registered
@@ -50,9 +51,18 @@ def config_dir() -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from forgery.data.faces.sources import FaceDataError
     from forgery.data.splicing.io import DataError
+    from forgery.models.official import OfficialWeightsError
     from forgery.modules.base import CheckpointError
 
-    return (ConfigError, DataError, FaceDataError, CheckpointError, FileNotFoundError, MissingMandatoryValue)
+    return (
+        ConfigError,
+        DataError,
+        FaceDataError,
+        CheckpointError,
+        OfficialWeightsError,
+        FileNotFoundError,
+        MissingMandatoryValue,
+    )
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = ()  # filled on first use (imports torch)
