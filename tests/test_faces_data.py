@@ -38,9 +38,10 @@ from forgery.data.faces.extract import (
 )
 from forgery.data.faces.sources import INDEX_COLUMNS
 from forgery.data.faces.synth import build_faces_synth, bundled_face_photos, self_blend
+from tests.conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
+REAL = REAL_DATA
 
 
 def _touch(path: Path, data: bytes = b"") -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,9 @@ from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
 from forgery.metrics import DetectionMetrics, LocalizationMetrics, detection_metrics, localization_metrics
 from forgery.metrics import localization as loc
+from tests.conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
+REAL = REAL_DATA
 SUM_STATES = loc._SUM_STATES + loc._COUNT_STATES
 
 

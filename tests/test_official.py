@@ -36,17 +36,9 @@ from forgery.models.official import (
     read_official,
 )
 from forgery.modules import load_module
-from tests.conftest import SMALL_FACES, SMALL_SPLICING
+from tests.conftest import FIXTURES, SMALL_FACES, SMALL_SPLICING
 
 # ../shared next to the checkout (a git worktree may sit deeper: the nearest ancestor holding one)
-FIXTURES = next(
-    (
-        p / "shared" / "fixtures"
-        for p in Path(__file__).resolve().parents
-        if (p / "shared" / "fixtures").is_dir()
-    ),
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures",
-)
 MTSE_FIXTURE = FIXTURES / "official_mtse" / "mtse_official_seed0.npz"
 MAT_FIXTURE = FIXTURES / "official_mat" / "mat_official_b0_seed0.npz"
 REL = 1e-5
@@ -97,16 +89,23 @@ def mtse_run() -> dict:
     state = _state(data)
     net = mtse_from_official(state)
     x = torch.from_numpy(data["input/x"])
-    with torch.no_grad():
-        eval_out = net.eval()(x)
-    train_out = net.train()(x)
-    terms = MTSELoss()(
-        train_out,
-        torch.from_numpy(data["input/mask"]),
-        torch.from_numpy(data["input/mask_edge"]),
-        torch.from_numpy(data["input/image_edge"]),
-    )
-    terms["loss"].backward()
+    # One thread, as the fixture was made: with two, float32 conv-backward reductions over 2 x 384 x 384
+    # pixels sum in another order and the first conv's gradient moves by ~4e-4 of its largest value.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            eval_out = net.eval()(x)
+        train_out = net.train()(x)
+        terms = MTSELoss()(
+            train_out,
+            torch.from_numpy(data["input/mask"]),
+            torch.from_numpy(data["input/mask_edge"]),
+            torch.from_numpy(data["input/image_edge"]),
+        )
+        terms["loss"].backward()
+    finally:
+        torch.set_num_threads(threads)
     keys = map_official_keys(state, mtse_module_map(), MTSE_UNUSED)
     return {"data": data, "net": net, "eval": eval_out, "train": train_out, "terms": terms, "keys": keys}
 
