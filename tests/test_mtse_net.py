@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forgery.augment.targets import edge_targets
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import edge_targets
 from forgery.models.mtse_net import MTSENet, MTSEOutput
 
 # The official model reports 3,940,800 parameters, 1,056 of which belong to a 1x1 conv (32->32 + bias) that

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -29,7 +30,13 @@ def test_pyproject_lists_every_package() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the checkout (a build leaves build/ and egg-info in its source)."""
     out = tmp_path_factory.mktemp("wheel")
+    src = out / "src"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "logs", "data", "build", "dist", "*.egg-info", "__pycache__"
+    )
+    shutil.copytree(REPO, src, ignore=skip)
     res = subprocess.run(
         [
             sys.executable,
@@ -39,7 +46,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--no-build-isolation",
             "-q",
-            str(REPO),
+            str(src),
             "-w",
             str(out),
         ],

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from forgery.augment.targets import edge_targets
 from forgery.cli.eval import apply_tiling, evaluate
 from forgery.cli.predict import predict_images
 from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.sources import SplicingRecord
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import edge_targets
 from forgery.models.mtse_net import MTSENet, MTSEOutput
 from forgery.modules import build_module
 from forgery.modules.splicing import SplicingModule

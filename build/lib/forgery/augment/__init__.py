@@ -1,1 +1,0 @@
-"""Batched, on-device augmentations (kornia): paired image/mask transforms and AGDA."""

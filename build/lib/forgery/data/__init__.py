@@ -1,1 +1,0 @@
-"""Datasets, readers and transforms for forgery research."""

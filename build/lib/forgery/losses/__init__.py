@@ -1,1 +1,0 @@
-"""Losses as nn.Modules; their training state (RIL centers, alpha) lives in registered buffers."""

@@ -1,1 +1,0 @@
-"""Plain networks (no training logic): MTSE-Net, MAT, and their layers."""
