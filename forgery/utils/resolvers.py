@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-__all__ = ["auto_precision", "register_resolvers", "working_dir"]
+__all__ = ["auto_precision", "ensure_dir", "register_resolvers", "working_dir"]
 
 
 def _cpu_has_bf16() -> bool:
@@ -34,7 +34,14 @@ def working_dir() -> str:
     return os.getcwd()
 
 
-RESOLVERS = {"forgery_precision": auto_precision, "forgery_cwd": working_dir}
+def ensure_dir(path: str) -> str:
+    """``path``, created if absent: for files that must exist before Hydra makes the folder (an Optuna
+    study's sqlite file in the sweep directory)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+RESOLVERS = {"forgery_precision": auto_precision, "forgery_cwd": working_dir, "forgery_dir": ensure_dir}
 
 
 def register_resolvers() -> None:
