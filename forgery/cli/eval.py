@@ -86,7 +86,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 "dataset": datamodule.test_name,
                 "split": "test",
                 "size": len(datamodule.records["test"]),
-                "checkpoint": str(cfg.ckpt_path),
+                "checkpoint": str(Path(cfg.ckpt_path).resolve()),
                 "metrics": metrics,
             },
         )

@@ -83,6 +83,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     "size": len(datamodule.records["test"]),
                     "checkpoint": ckpt,
                     "metrics": test_metrics,
+                    # the last validation epoch's metrics of this run (what a training sweep compares)
+                    "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val/")},
                 },
             )
     return metrics, objects
