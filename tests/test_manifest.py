@@ -1,4 +1,4 @@
-"""Split manifests (splits/<split>.txt, SHA256SUMS) from train and eval: the same test hash on the same data."""
+"""Split manifests (splits/<split>.txt, SHA256SUMS) of train and eval: one test hash on the same data."""
 
 from __future__ import annotations
 
