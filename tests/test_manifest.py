@@ -9,9 +9,9 @@ from pathlib import Path
 import hydra
 import pytest
 
+from forgery.cli.eval import evaluate
+from forgery.cli.train import train
 from forgery.data.manifest import manifest_summary, sample_id, split_ids, write_split_manifests
-from forgery.eval import evaluate
-from forgery.train import train
 from tests.conftest import SMALL_FACES, SMALL_SPLICING
 
 
