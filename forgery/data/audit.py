@@ -134,9 +134,8 @@ def _image_subset(samples: Sequence[AuditSample], frames_per_video: int | None) 
             by_video[(s.split, s.video)].append(s)
     for crops in by_video.values():
         n = len(crops)
-        picks = sorted(
-            {round(i * (n - 1) / max(frames_per_video - 1, 1)) for i in range(min(frames_per_video, n))}
-        )
+        k = min(frames_per_video, n)
+        picks = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
         out += [crops[i] for i in picks]
     return out
 
@@ -210,6 +209,12 @@ def audit_datamodule(
         ``{"splits": {split: n}, "checked_images": n, "settings": {...}, "counts": {kind: n},
         "findings": [{"kind", "splits", "items", "detail", ...}]}``; no findings means clean.
     """
+    if frames_per_video is not None and int(frames_per_video) < 1:
+        raise ValueError(
+            f"audit: frames_per_video must be >= 1 or null (every crop), got {frames_per_video!r}"
+        )
+    if not 0 <= int(threshold) <= hash_size**2:
+        raise ValueError(f"audit: threshold must lie in [0, {hash_size**2}] bits, got {threshold!r}")
     samples = audit_samples(datamodule)
     findings: list[dict[str, Any]] = []
 
@@ -257,9 +262,10 @@ def audit_datamodule(
 
     counts = {k: sum(f["kind"] == k for f in findings) for k in KINDS}
     order = {k: i for i, k in enumerate(KINDS)}
-    findings.sort(key=lambda f: (order[f["kind"]], f["splits"], f["items"]))
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+    findings.sort(key=lambda f: (order[f["kind"]], [rank.get(s, 9) for s in f["splits"]], f["items"]))
     return {
-        "splits": {sp: sum(s.split == sp for s in samples) for sp in _split_names(s.split for s in samples)},
+        "splits": {sp: len(datamodule.records[sp]) for sp in _split_names(datamodule.records)},
         "checked_images": len(checked),
         "settings": {
             "near_duplicates": near_duplicates,
