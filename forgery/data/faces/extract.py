@@ -89,7 +89,7 @@ SHARDS_DIR = "_shards"
 
 
 class VideoUnreadableError(RuntimeError):
-    """OpenCV cannot open the video (corrupt, truncated, empty or an unsupported codec)."""
+    """Neither PyAV nor OpenCV can open the video, or decoding it broke off (corrupt, truncated, codec)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,8 @@ def _av_frames(container: Any, wanted: list[int], threads: int | None) -> Iterat
                 if frame.pts is None:
                     raise _NotSelectableError("a decoded frame has no timestamp")
                 i = bisect.bisect_left(seen, frame.pts)
+                if i == len(seen) or seen[i] != frame.pts:
+                    raise _NotSelectableError("a decoded frame's timestamp is no packet's")
                 if i in want:
                     yield i, _rgb(frame)
 
@@ -201,7 +203,7 @@ def _av_frames(container: Any, wanted: list[int], threads: int | None) -> Iterat
                 continue
             if packet.pts is None:
                 raise _NotSelectableError("a packet has no timestamp")
-            if packet.is_discard:  # before the edit list's start: never displayed
+            if getattr(packet, "is_discard", False):  # before the edit list's start: never displayed
                 continue
             at = bisect.bisect_left(seen, packet.pts)
             if packet.pts <= decided_pts or (at < len(seen) and seen[at] == packet.pts):
