@@ -28,6 +28,7 @@ from forgery.data.faces.extract import (
     largest_face,
     merge_shards,
     read_frames,
+    scaled_video_copy,
     shard_of,
 )
 from forgery.data.faces.synth import bundled_face_photos
@@ -410,3 +411,13 @@ def test_extraction_throughput_reports_one_workers_rate(tmp_path: Path) -> None:
     assert r["frames_per_s"] == pytest.approx(r["frames"] / r["seconds"])
     assert 0 < r["decode_s"] + r["detect_s"] + r["write_s"] <= r["seconds"]
     assert not list(tmp_path.glob("bench*"))  # its crops went to a temp folder, now gone
+
+
+def test_scaled_video_copy_for_a_1080p_benchmark(tmp_path: Path) -> None:
+    src = _write_video(tmp_path / "face.avi", _face_frames(6))  # 320 x 240
+    out = scaled_video_copy(src, tmp_path / "big.mp4", height=480, frames=5)
+    frames = _all_frames(out)
+    assert len(frames) == 5 and frames[0].shape == (480, 640, 3)
+    first = cv2.resize(next(read_frames(src, [0]))[1], (640, 480), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(frames[0].astype(int) - first).mean() < 4  # the same picture, H.264-compressed
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []

@@ -66,6 +66,7 @@ __all__ = [
     "outlier_faces",
     "read_frames",
     "sample_indices",
+    "scaled_video_copy",
     "shard_of",
     "square_crop",
 ]
@@ -947,6 +948,44 @@ def extract_faces(
         part,
     )
     return report
+
+
+def scaled_video_copy(
+    src: str | Path, dst: str | Path, height: int = 1080, frames: int | None = None, crf: int = 23
+) -> Path:
+    """Write ``src`` (its first ``frames`` frames) resized to ``height`` rows as H.264 ``dst`` (an .mp4).
+
+    For benchmarks without a 1080p sample (e.g. a shared 720p FF++ video upscaled): encoded as x264 encodes
+    FF++ / DFDC (B-frames, a keyframe per 250 frames, 4:2:0), at ``crf``; the width keeps the aspect ratio
+    (rounded to even). Written to a temp name, then renamed.
+    """
+    import av
+
+    src, dst = Path(src), Path(dst)
+    with av.open(str(src)) as c:
+        fps = c.streams.video[0].average_rate or 25
+        n = frames if frames is not None else sum(1 for _ in c.demux(c.streams.video[0]))
+    tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
+    with av.open(str(tmp), "w") as out:
+        stream = None
+        for _, rgb in read_frames(src, range(n)):
+            h, w = rgb.shape[:2]
+            size = (2 * round(w * height / h / 2), height)
+            if stream is None:
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height = size
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "g": "250", "bframes": "3"}
+            interp = cv2.INTER_CUBIC if height > h else cv2.INTER_AREA
+            frame = av.VideoFrame.from_ndarray(cv2.resize(rgb, size, interpolation=interp), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        if stream is None:
+            raise VideoUnreadableError(f"{src}: no frames to copy")
+        for packet in stream.encode():
+            out.mux(packet)
+    os.replace(tmp, dst)
+    return dst
 
 
 def extraction_throughput(
