@@ -409,6 +409,7 @@ def test_extraction_throughput_reports_one_workers_rate(tmp_path: Path) -> None:
     assert (r["width"], r["height"], r["frames"], r["frames_with_face"], r["threads"]) == (320, 240, 4, 4, 1)
     assert r["found_by"] == {"detect": 4, "contrast": 0, "full_res": 0, "contrast_full_res": 0}
     assert r["frames_per_s"] == pytest.approx(r["frames"] / r["seconds"])
+    assert r["frames_per_cpu_s"] == pytest.approx(r["frames"] / r["cpu_seconds"])
     assert 0 < r["decode_s"] + r["detect_s"] + r["write_s"] <= r["seconds"]
     assert not list(tmp_path.glob("bench*"))  # its crops went to a temp folder, now gone
 
