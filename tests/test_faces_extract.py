@@ -15,9 +15,9 @@ import av
 import cv2
 import numpy as np
 import pytest
-from forgery.faces import run as faces_run
 
 import forgery.data.faces.extract as extract
+from forgery.cli.faces import run as faces_run
 from forgery.data.faces import VideoIndex, VideoRecord
 from forgery.data.faces.detectors import FaceBox, MtcnnCv2Detector, MtcnnDetector, register_detector, shrink
 from forgery.data.faces.extract import (
