@@ -11,7 +11,6 @@ with one error line.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from forgery.models.official import (
 )
 from forgery.modules import build_module
 from forgery.modules.base import ForgeryModule
+from forgery.utils.io import atomic_path
 from forgery.utils.run import extras
 
 __all__ = ["build_converted", "convert", "main"]
@@ -96,13 +96,8 @@ def convert(cfg: DictConfig) -> Path:
     ckpt: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
     ckpt["converted_from"] = {"official": kind, "input": str(source)}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    try:
+    with atomic_path(output) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     net = module.build_config["model"]["net"]
     log.info(
         "converted official %s weights %s (%d tensors) -> %s (%s)",

@@ -33,6 +33,7 @@ from forgery.cli.eval import apply_tiling
 from forgery.data.splicing.io import DataError, load_image
 from forgery.errors import ConfigError
 from forgery.modules import load_module
+from forgery.utils.io import atomic_path
 from forgery.utils.run import extras, write_json
 from forgery.utils.visualize import attention_grid, overlay, save_png
 
@@ -78,9 +79,8 @@ def _inputs(path: Path, extensions: set[str] = IMAGE_EXTENSIONS) -> list[Path]:
 
 
 def _save(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(arr).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp)
 
 
 def _stem(path: Path, paths: list[Path]) -> str:

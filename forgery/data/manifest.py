@@ -20,10 +20,11 @@ The hash covers ids, not file contents (hashing a dataset's bytes at every run s
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from forgery.utils.io import atomic_write_text
 
 __all__ = [
     "SPLIT_ORDER",
@@ -73,9 +74,7 @@ def _sha256(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_split_manifests(

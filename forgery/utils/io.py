@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     success it is renamed to ``path``, on error removed. The parent folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -44,21 +45,29 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary folder beside ``path`` to fill; on success it replaces ``path`` (an existing
-    folder there is removed first), on error it is deleted."""
+    """Yields a temporary folder beside ``path`` (``.<name>.tmp-<pid>-*``) to fill; on success it takes the
+    place of ``path`` (an existing folder there is moved aside and removed), on error it is deleted.
+
+    When another process puts a folder at ``path`` first (two builds of the same dataset at once), the
+    rename fails and that folder is kept: both builds are of the same thing.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private (0700); a dataset folder should be readable like any other
     try:
         yield tmp
+        old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(path, old)
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+            os.replace(path, old / "data")
+        try:
             os.replace(tmp, path)
+        except OSError:
+            if not path.exists():
+                raise
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from forgery.utils.io import atomic_write_text
+
 __all__ = ["extras", "overridden", "write_json", "to_floats", "resolve_ckpt_path", "print_config"]
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,7 @@ def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Writes JSON atomically (temp file + rename), so no half-written file is left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
 
 

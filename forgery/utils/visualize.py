@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from forgery.utils.io import atomic_path
+
 __all__ = ["attention_grid", "log_image", "overlay", "save_png", "splicing_grid", "with_titles"]
 
 SPLICING_COLUMNS = ("image", "ground truth", "probability", "overlay (p > 0.5)", "predicted edge")
@@ -67,9 +69,8 @@ def save_png(grid: Tensor, path: str | Path) -> Path:
     arr = grid.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
     return path
 
 

@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import multiprocessing as mp
-import os
 import re
 import tempfile
 import time
@@ -49,6 +48,7 @@ from rich.progress import track
 
 from forgery.data.faces.detectors import FaceBox, FaceDetector, make_detector, shrink
 from forgery.data.faces.sources import INDEX_COLUMNS, VideoIndex, VideoRecord, list_frames
+from forgery.utils.io import atomic_path, atomic_write_bytes
 
 __all__ = [
     "DONE_MARKER",
@@ -454,9 +454,7 @@ def outlier_faces(boxes: Sequence[FaceBox], far: float = 1.0, small: float = 0.6
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -965,8 +963,7 @@ def scaled_video_copy(
     with av.open(str(src)) as c:
         fps = c.streams.video[0].average_rate or 25
         n = frames if frames is not None else sum(1 for _ in c.demux(c.streams.video[0]))
-    tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
-    with av.open(str(tmp), "w") as out:
+    with atomic_path(dst) as tmp, av.open(str(tmp), "w") as out:
         stream = None
         for _, rgb in read_frames(src, range(n)):
             h, w = rgb.shape[:2]
@@ -984,7 +981,6 @@ def scaled_video_copy(
             raise VideoUnreadableError(f"{src}: no frames to copy")
         for packet in stream.encode():
             out.mux(packet)
-    os.replace(tmp, dst)
     return dst
 
 

@@ -24,9 +24,6 @@ import io
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from PIL import Image
 
 from forgery.data.faces.sources import INDEX_COLUMNS, NO_COMPRESSION, SPLITS
+from forgery.utils.io import atomic_dir
 
 __all__ = ["GENERATOR_VERSION", "bundled_face_photos", "build_faces_synth", "self_blend", "view_jitter"]
 
@@ -298,28 +296,16 @@ def build_faces_synth(
     if root.exists() and any(root.iterdir()) and not (root / MANIFEST).is_file():
         raise FileExistsError(f"{root}: exists and is not a faces_synth folder; refusing to replace it")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-{os.getpid()}-", dir=root.parent))
     threads = torch.get_num_threads()
     # One intra-op thread: the same float reduction order on every machine (byte-identical builds), and
     # these tiny batched ops are faster without thread hand-offs anyway.
     torch.set_num_threads(1)
     try:
-        stats = _write(tmp, seed, size, counts, real_frames, fake_frames)
-        manifest = {"params": params, "splits": stats, "sources": "scikit-image bundled photos"}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        old = None
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, old / "data")
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if not _cached(root, params):  # a concurrent build of the same parameters may have won
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(root) as tmp:
+            stats = _write(tmp, seed, size, counts, real_frames, fake_frames)
+            manifest = {"params": params, "splits": stats, "sources": "scikit-image bundled photos"}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     finally:
         torch.set_num_threads(threads)
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("faces_synth built in %s: %s", root, {s: (v["real"], v["fake"]) for s, v in stats.items()})
     return root / "index.csv"

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ import skimage
 from PIL import Image, ImageDraw
 from scipy import ndimage
 from skimage.segmentation import slic
+
+from forgery.utils.io import atomic_dir
 
 __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth", "read_split", "dataset_tag"]
 
@@ -580,9 +581,8 @@ def build_splicing_synth(
     stale = _remove_stale_builds(root, tag)
     photos, missing = _load_photos()
     split_photos = _split_photos(photos, seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.tmp-{os.getpid()}-", dir=root))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private (0700); the dataset should be readable like any folder
+    # a force rebuild replaces the old build; a concurrent build that finished first is kept
+    with atomic_dir(final) as tmp:
         stats = _write_splits(tmp, photos, split_photos, counts, seed, size, authentic_fraction)
         meta = {
             "generator": "forgery.data.splicing.synth",
@@ -602,21 +602,6 @@ def build_splicing_synth(
             "stats": stats,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        old = None
-        if final.exists():  # force: move the old build aside, then swap the new one in
-            old = Path(tempfile.mkdtemp(prefix=f".{tag}.old-{os.getpid()}-", dir=root))
-            os.replace(final, old / "data")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # a concurrent build finished first: keep its result
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "splicing_synth: built %s (%s; %d paste redraws; %d stale temp folders removed)",
         final,
