@@ -15,6 +15,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from forgery.metrics.card import report_blocks
 from forgery.modules import load_module
 from forgery.train import CONFIG_DIR
 from forgery.utils.instantiate import instantiate_loggers
@@ -50,6 +51,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all", **overrides)
     module = load_module(cfg.ckpt_path, kind=getattr(datamodule, "kind", None))
     apply_tiling(module, cfg.get("eval_tile"), cfg.get("eval_tile_overlap"))
+    module.set_metric_options(cfg.get("metrics"))
     trained = (module.build_config or {}).get("data") or {}
     size = cfg.data.get("image_size")
     if trained.get("image_size") and size and trained["image_size"] != size:
@@ -66,7 +68,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 "split": "test",
                 "size": len(datamodule.records["test"]),
                 "checkpoint": str(cfg.ckpt_path),
-                "metrics": metrics,
+                **report_blocks(
+                    module,
+                    datamodule,
+                    metrics,
+                    checkpoint=str(cfg.ckpt_path),
+                    split_hash=getattr(datamodule, "split_hash", None),
+                    perturbation=cfg.get("perturb"),
+                ),
             },
         )
         log.info("metrics written to %s", path)

@@ -10,6 +10,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
+from forgery.metrics.card import checkpoint_selection, report_blocks
 from forgery.modules import build_module
 from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from forgery.utils.resolvers import register_resolvers
@@ -36,10 +37,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = build_module(cfg.model, cfg.loss, cfg.get("augmentation"))
+    model.set_metric_options(cfg.get("metrics"))
     model.build_config["data"] = {"name": cfg.data.get("name"), "image_size": cfg.data.get("image_size")}
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    model.build_config["selection"] = checkpoint_selection(trainer)  # into checkpoints: the metric card
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -81,7 +84,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     "split": "test",
                     "size": len(datamodule.records["test"]),
                     "checkpoint": ckpt,
-                    "metrics": test_metrics,
+                    **report_blocks(
+                        model,
+                        datamodule,
+                        test_metrics,
+                        checkpoint=ckpt,
+                        split_hash=getattr(datamodule, "split_hash", None),
+                        perturbation=cfg.get("perturb"),
+                    ),
                 },
             )
     return metrics, objects
