@@ -271,10 +271,13 @@ def detection_stat_fn(
     number of units: videos when ``video_ids`` is given (a frame gets its video's weight), else frames.
     At weights 1 the values equal :func:`detection_metrics` (counts and thresholds left out)."""
     probs, labels = probs.double(), labels.long()
-    if video_ids is not None:
+    if video_ids is not None:  # videos in ascending id order, whatever order the frames came in
         v_probs, v_labels, inv = video_scores(probs, labels, video_ids, aggregation, topk)
         n_units = v_labels.numel()
-    else:
+    else:  # frames in a canonical order (by score, then label), independent of their arrival
+        order = torch.argsort(labels, stable=True)
+        order = order[torch.argsort(probs[order], stable=True)]
+        probs, labels = probs[order], labels[order]
         inv, n_units = None, labels.numel()
     frame_ok = (probs > threshold).long() == labels
     t_frame = t_video = float("nan")

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -543,8 +544,16 @@ class LocalizationMetrics(Metric):
         if N == 0:
             return {}
         hist = state["image_hist"].view(N, 2, self.hist_bins) if self.hist_bins else None
-        labels = state["image_labels"].long()
-        stat = localization_stat_fn(rows, state["image_scores"], labels, self.threshold, self.extra, hist)
+        scores, labels = state["image_scores"].double(), state["image_labels"].long()
+        # images in a canonical order (sorted by their data), so that the resamples do not depend on the order
+        # images arrived in: the same intervals from 1 or k processes, whatever the batch order
+        feats = [rows, scores[:, None], labels[:, None].double()]
+        feats += [] if hist is None else [hist.reshape(N, -1).double()]
+        keys = torch.cat(feats, 1).cpu().numpy()
+        order = torch.from_numpy(np.lexsort(keys.T[::-1].copy())).to(rows.device)
+        rows, scores, labels = rows[order], scores[order], labels[order]
+        hist = None if hist is None else hist[order]
+        stat = localization_stat_fn(rows, scores, labels, self.threshold, self.extra, hist)
         out = bs.bootstrap_ci(stat, N, n, seed, level, device=rows.device)
         if hist is not None:
             fine = _hist_auroc(state["hist_pos"], state["hist_neg"])
