@@ -369,11 +369,21 @@ class DetectionMetrics(Metric):
         self.aggregation = aggregation
         self.topk = topk
         self.ece_bins = ece_bins
-        self.val_thresholds: tuple[float, float] | None = None
+        self._val_thresholds: tuple[float, float] | None = None
         self.add_state("probs", [], dist_reduce_fx="cat")
         self.add_state("labels", [], dist_reduce_fx="cat")
         if self.video_level:
             self.add_state("video_ids", [], dist_reduce_fx="cat")
+
+    @property
+    def val_thresholds(self) -> tuple[float, float] | None:
+        """(frame, video) thresholds tuned on validation, reported as ``*_valthr`` (None: not reported)."""
+        return self._val_thresholds
+
+    @val_thresholds.setter
+    def val_thresholds(self, value: tuple[float, float] | None) -> None:
+        self._val_thresholds = None if value is None else (float(value[0]), float(value[1]))
+        self._computed = None  # compute() caches its result; the thresholds change it
 
     def update(self, probs: Tensor, labels: Tensor, video_ids: Tensor | None = None) -> None:
         """Accumulate a batch of frames: probs (B,), labels (B,), video_ids (B,) int64."""
