@@ -54,7 +54,7 @@ def np_ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
 
 
 def tensors(*xs):
-    return tuple(torch.from_numpy(np.asarray(x)) for x in xs)
+    return tuple(torch.from_numpy(np.array(x)) for x in xs)
 
 
 @pytest.mark.parametrize("aggregation", list(AGG))
