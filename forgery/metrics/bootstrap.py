@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 _WHERE = "forgery.metrics.bootstrap"
-_CHUNK_ELEMENTS = 1 << 22  # count-matrix entries per chunk (32 MiB in float64)
+CHUNK_ELEMENTS = 1 << 22  # count-matrix entries per chunk (32 MiB in float64)
 
 Interval = tuple[float | None, float | None]
 
@@ -56,7 +56,7 @@ def _check_spec(n: int, seed: int, level: float) -> None:
 
 
 def resample_counts(
-    n_units: int, n: int, seed: int, chunk_elements: int = _CHUNK_ELEMENTS
+    n_units: int, n: int, seed: int, chunk_elements: int = CHUNK_ELEMENTS
 ) -> Iterator[np.ndarray]:
     """Yields (k, n_units) int64 count matrices, n rows in all: row r counts how often each unit is drawn in
     resample r (n_units draws with replacement). Equal to ``rng.integers(0, n_units, (n, n_units))`` binned
@@ -80,11 +80,13 @@ def bootstrap_values(
     n: int = 1000,
     seed: int = 0,
     device: torch.device | str | None = None,
+    chunk_elements: int = CHUNK_ELEMENTS,
 ) -> dict[str, Tensor]:
     """The n resampled values (n,) float64 of every statistic ``stat_fn(w)`` returns, w (k, n_units) float64
-    counts on ``device``; ``stat_fn`` maps w to a dict of (k,) tensors (NaN where undefined)."""
+    counts on ``device``; ``stat_fn`` maps w to a dict of (k,) tensors (NaN where undefined).
+    ``chunk_elements`` bounds k * n_units (memory only; the values do not depend on it)."""
     parts: dict[str, list[Tensor]] = {}
-    for counts in resample_counts(n_units, n, seed):
+    for counts in resample_counts(n_units, n, seed, chunk_elements):
         w = torch.from_numpy(counts).to(device=device, dtype=torch.float64)
         for name, value in stat_fn(w).items():
             parts.setdefault(name, []).append(value.detach().double().cpu())
@@ -109,6 +111,7 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
     device: torch.device | str | None = None,
+    chunk_elements: int = CHUNK_ELEMENTS,
 ) -> dict[str, Interval]:
     """Percentile bootstrap interval of every statistic of ``stat_fn`` (see the module docstring).
 
@@ -117,12 +120,11 @@ def bootstrap_ci(
         n_units: number of resampled units (images or videos).
         n: resamples; seed: of the draws; level: coverage, e.g. 0.95.
         device: where w is built (the device of the per-sample data).
+        chunk_elements: resamples are evaluated k at a time with k * n_units <= chunk_elements (memory).
     """
     _check_spec(n, seed, level)
-    return {
-        name: percentile_interval(values, level)
-        for name, values in bootstrap_values(stat_fn, n_units, n, seed, device).items()
-    }
+    values = bootstrap_values(stat_fn, n_units, n, seed, device, chunk_elements)
+    return {name: percentile_interval(v, level) for name, v in values.items()}
 
 
 # ----------------------------------------------------------------------------- weighted statistics

@@ -456,4 +456,6 @@ class DetectionMetrics(Metric):
             self.ece_bins,
             self.val_thresholds,
         )
-        return bs.bootstrap_ci(stat, n_units, n, seed, level, device=probs.device)
+        # frame statistics expand the (k, videos) weights to (k, frames): bound k by the frame count
+        chunk = max(1, bs.CHUNK_ELEMENTS * n_units // labels.numel())
+        return bs.bootstrap_ci(stat, n_units, n, seed, level, device=probs.device, chunk_elements=chunk)
