@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from forgery.augment.targets import edge_targets
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import edge_targets
 from forgery.models.mtse_net import MTSENet
 
 

@@ -12,12 +12,21 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from forgery.train import CONFIG_DIR
+from forgery.cli import config_dir
+from forgery.utils.resolvers import register_resolvers
 
+CONFIG_DIR = config_dir()
+register_resolvers()
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("FORGERY_QUIET", "1")
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+# ../shared beside the checkout (the nearest ancestor holding one, so a git worktree finds it too)
+SHARED = next(
+    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared",
+)
+REAL_DATA = SHARED / "data" / "real"
+FIXTURES = SHARED / "fixtures"
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 # small, fast data for every test that trains (built once per session)

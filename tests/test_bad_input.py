@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from forgery.cli.eval import evaluate
 from forgery.data.splicing import DataError
 from forgery.data.splicing.datamodule import SplicingDataModule
-from forgery.eval import evaluate
 from tests.test_entrypoints import tiny_ckpt  # noqa: F401  (fixture)
 
 
@@ -132,7 +132,7 @@ def test_forgery_data_check_lists_every_problem(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "forgery.data.check",
+            "forgery.cli.data",
             "check",
             "data=folder",
             f"data.root={root}",

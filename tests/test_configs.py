@@ -9,8 +9,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from forgery.eval import evaluate
-from forgery.train import train
+from forgery.cli.eval import evaluate
+from forgery.cli.train import train
 from tests.conftest import EXPERIMENTS, SMALL_FACES, SMALL_SPLICING, real_data
 
 SMALL = {"mtse": SMALL_SPLICING, "mat": SMALL_FACES}

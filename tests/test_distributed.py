@@ -48,7 +48,7 @@ def _eval(ckpt: Path, root: Path, run: str, extra: list[str], data: list[str] = 
     cmd = [
         sys.executable,
         "-m",
-        "forgery.eval",
+        "forgery.cli.eval",
         f"ckpt_path={ckpt}",
         f"hydra.run.dir={out}",
         f"paths.data_dir={root / 'data'}",
@@ -153,7 +153,7 @@ def _train(root: Path, run: str, base: list[str], extra: list[str]) -> dict[str,
     cmd = [
         sys.executable,
         "-m",
-        "forgery.train",
+        "forgery.cli.train",
         f"hydra.run.dir={out}",
         f"paths.data_dir={root / 'data'}",
         "trainer.accelerator=cpu",

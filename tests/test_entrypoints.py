@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from forgery.eval import evaluate
+from forgery.cli.eval import evaluate
+from forgery.cli.predict import predict_images
 from forgery.modules import CheckpointError, build_module, load_module
-from forgery.predict import predict_images
 from tests.conftest import real_data
 
 SMALL_EVAL = ["data.image_size=64", "data.eval_batch_size=4", "data.num_workers=0"]

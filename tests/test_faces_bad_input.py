@@ -24,14 +24,14 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
+from forgery.cli.eval import evaluate
+from forgery.cli.faces import run as faces_run
 from forgery.data.check import check_datamodule
 from forgery.data.faces import FaceDataError
 from forgery.data.faces.datamodule import FaceDataModule
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.detectors import FaceBox, register_detector
 from forgery.data.splicing.dataset import collate_skipping
-from forgery.eval import evaluate
-from forgery.faces import run as faces_run
 from forgery.modules.faces import FaceForgeryModule
 from tests.test_faces_data import _compose, _touch, _write_index, _write_video
 from tests.test_faces_real import faces_ckpt  # noqa: F401  (fixture)

@@ -21,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from PIL import Image
 
+from forgery.cli.faces import run as faces_run
 from forgery.data.faces import FaceDataError, VideoIndex, VideoRecord, index_videos
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.detectors import FaceBox, make_detector, register_detector
@@ -37,10 +38,10 @@ from forgery.data.faces.extract import (
 )
 from forgery.data.faces.sources import INDEX_COLUMNS
 from forgery.data.faces.synth import build_faces_synth, bundled_face_photos, self_blend
-from forgery.faces import run as faces_run
+from tests.conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
+REAL = REAL_DATA
 
 
 def _touch(path: Path, data: bytes = b"") -> Path:
@@ -745,7 +746,7 @@ def test_cli_module_extracts_frame_folders(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "forgery.faces",
+        "forgery.cli.faces",
         "data_name=frames",
         f"root={root}",
         "split=train",

@@ -9,9 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from forgery.eval import evaluate
+from forgery.cli.eval import evaluate
+from forgery.cli.train import train
 from forgery.modules import build_module, load_module
-from forgery.train import train
 from tests.conftest import SMALL_FACES
 
 # float32: train-time test metrics and forgery-eval (float32) must agree exactly

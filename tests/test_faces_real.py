@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from forgery.cli.eval import evaluate
+from forgery.cli.predict import predict_faces
 from forgery.data.faces import ExtractSettings, extract_faces, index_videos
-from forgery.eval import evaluate
 from forgery.modules import build_module, load_module
-from forgery.predict import predict_faces
 from tests.conftest import SMALL_FACES, real_data
 
 pytestmark = pytest.mark.slow

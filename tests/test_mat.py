@@ -153,6 +153,28 @@ def test_other_timm_backbones(backbone: str, shallow: int, attention: int, final
     assert out.feature_matrix.shape == (2, 4, 4 * shallow) and out.ril_features.shape == (2, 4, shallow)
 
 
+def test_official_backbone_recipe_batchnorm_and_drop_path() -> None:
+    """Backbone BN momentum 0.01 / eps 1e-3 (official TF-convention 0.99), head BN PyTorch defaults; drop
+    path 0.2 * i / n_blocks on the blocks with a skip (the official drop_connect schedule)."""
+    net = MAT(backbone="tf_efficientnet_b0")
+    backbone_bn = [m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(backbone_bn) == 49 and {(m.momentum, m.eps) for m in backbone_bn} == {(0.01, 1e-3)}
+    head_bn = [
+        m for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and "backbone" not in n
+    ]
+    assert head_bn and {(m.momentum, m.eps) for m in head_bn} == {(0.1, 1e-5)}
+    blocks = [b for stage in net.backbone.blocks for b in stage]
+    rates = [b.drop_path.drop_prob if b.has_skip else 0.0 for b in blocks]
+    expected = [0.2 * i / len(blocks) if b.has_skip else 0.0 for i, b in enumerate(blocks)]
+    assert (
+        len(blocks) == 16 and rates == pytest.approx(expected) and max(rates) == pytest.approx(0.2 * 14 / 16)
+    )
+    timm_defaults = MAT(backbone=TINY, bn_momentum=None, bn_eps=None, drop_path_rate=0.0)
+    assert {m.momentum for m in timm_defaults.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {
+        0.1
+    }
+
+
 def test_bad_arguments_raise_clear_errors(tiny_mat: MAT) -> None:
     with pytest.raises(ValueError, match=r"MAT: images must be \(B, 3, H, W\), got \(2, 1, 64, 64\)"):
         tiny_mat(torch.randn(2, 1, 64, 64))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forgery.augment.targets import edge_targets
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import edge_targets
 from forgery.models.mtse_net import MTSENet, MTSEOutput
 
 # The official model reports 3,940,800 parameters, 1,056 of which belong to a 1x1 conv (32->32 + bias) that
@@ -40,10 +40,12 @@ def test_spec_widths() -> None:
     # heads: 3x3 convs without bias
     for head, out_ch in ((net.mask_head, 2), (net.mask_edge_head, 2), (net.image_edge_head, 1)):
         assert head.kernel_size == (3, 3) and head.bias is None and head.out_channels == out_ch
-    # FAL: BN only at the first level
+    # FAL: BN only at the first level; decoder FALs at levels 1..3 only and one at the bottleneck (official)
     assert [any(isinstance(m, torch.nn.BatchNorm2d) for m in f.modules()) for f in net.fal] == [True] + [
         False
     ] * 3
+    assert len(net.edge_dec_fal) == 3
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.bottleneck_fal.modules())
 
 
 @pytest.mark.parametrize("size", [256, 384, 512])

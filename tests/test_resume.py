@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from forgery.train import train
+from forgery.cli.train import train
 from forgery.utils.checkpointing import AtomicCheckpointIO
 from tests.conftest import SMALL_FACES, SMALL_SPLICING
 
@@ -152,7 +152,7 @@ def test_interrupt_leaves_a_usable_last_ckpt_and_says_how_to_resume(
     cmd = [
         sys.executable,
         "-m",
-        "forgery.train",
+        "forgery.cli.train",
         "experiment=mtse_synth",
         f"hydra.run.dir={out}",
         f"paths.data_dir={tmp_path / 'data'}",

@@ -20,8 +20,9 @@ from forgery.data.splicing import (
     load_image,
     load_mask,
 )
+from tests.conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
+REAL = REAL_DATA
 SPLICING = REAL / "splicing"
 
 W, H = 16, 12

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from forgery.augment.splicing import PairedAugmentation
-from forgery.augment.targets import CROSS_3X3, edge_targets
+from forgery.augment.paired import PairedAugmentation
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import CROSS_3X3, edge_targets
 from forgery.models.mtse_net import MTSEOutput
 
 CROSS = CROSS_3X3.numpy().astype(bool)

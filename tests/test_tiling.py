@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from forgery.augment.targets import edge_targets
+from forgery.cli.eval import apply_tiling, evaluate
+from forgery.cli.predict import predict_images
 from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
 from forgery.data.splicing.sources import SplicingRecord
-from forgery.eval import apply_tiling, evaluate
 from forgery.losses.mtse import MTSELoss
+from forgery.losses.targets import edge_targets
 from forgery.models.mtse_net import MTSENet, MTSEOutput
 from forgery.modules import build_module
 from forgery.modules.splicing import SplicingModule
-from forgery.predict import predict_images
 from forgery.utils.tiling import tile_starts, tiled_apply
 
 

@@ -40,6 +40,8 @@ class AGDA(nn.Module):
         noise_std: std of the Gaussian noise added in the network's normalised image space ([-1, 1]).
     """
 
+    kind = "faces"  # the task it serves (checked against the model when a run is built)
+
     def __init__(
         self,
         threshold: tuple[float, float] = (0.4, 0.6),

@@ -195,6 +195,8 @@ class MATLoss(nn.Module):
         ril: a configured RIL module instead of the default one.
     """
 
+    kind = "faces"  # the task it serves (checked against the model when a run is built)
+
     def __init__(
         self,
         num_attentions: int = 4,

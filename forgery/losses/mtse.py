@@ -19,6 +19,8 @@ class MTSELoss(nn.Module):
         image_edge_weight: weight of the image-edge mean squared error.
     """
 
+    kind = "splicing"  # the task it serves (checked against the model when a run is built)
+
     def __init__(
         self, mask_weight: float = 1.0, mask_edge_weight: float = 0.2, image_edge_weight: float = 0.8
     ) -> None:

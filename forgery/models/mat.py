@@ -14,6 +14,17 @@ parameter names with the full model so that stage 2 initialises from it through 
 Defaults (``tf_efficientnet_b4``, 380x380 inputs normalised with mean = std = 0.5): shallow tap 32 ch at
 95x95, attention tap 160 ch at 24x24, final features 1792 ch at 12x12; 18,822,482 parameters in MAT mode
 (17,548,616 in the backbone), 17,552,202 in baseline mode.
+
+Backbone recipe as the official EfficientNet (lukemelas-style): BatchNorm momentum 0.01 in PyTorch's
+convention (TF's 0.99) and eps 1e-3 (``bn_momentum``, ``bn_eps``; the head's BatchNorms keep PyTorch's
+defaults, as official), stochastic depth 0.2 (``drop_path_rate``). timm's ``drop_path`` is the official
+``drop_connect``: per sample, on the residual branch of the blocks with a skip, kept samples scaled by
+1/(1-p), the rate rising linearly with the block index (rate * i / n_blocks); only the random draws differ.
+The 'same' padding of timm's ``tf_`` models is dynamic (computed from each input), whereas the official
+code pads statically for the model's nominal size at every layer; both agree whenever every stride-2 conv
+sees an even input, i.e. at sizes divisible by 32, where official weights (``forgery.models.official``) give
+the official numbers exactly. Elsewhere they differ: at 380 the official B4 maps are 47/23/11 wide, timm's
+(TF's 'SAME') 48/24/12.
 """
 
 from __future__ import annotations
@@ -281,7 +292,10 @@ class MAT(nn.Module):
         mid_dims: width of the classifier's hidden layers.
         num_classes: 2 (0 = real, 1 = fake).
         border: zeroed frame of the attention maps, in pixels of a 24x24 map.
-        drop_path_rate: backbone stochastic depth (timm ``drop_path_rate``).
+        drop_path_rate: backbone stochastic depth (timm ``drop_path_rate``; official drop-connect 0.2).
+        bn_momentum: momentum of every backbone BatchNorm, PyTorch convention (official 0.01 = TF's 0.99);
+            None keeps timm's 0.1.
+        bn_eps: eps of every backbone BatchNorm (official 1e-3); None keeps the timm model's own.
         mode: ``"mat"`` (full model) or ``"baseline"`` (final features -> GAP -> dropout -> Linear).
     """
 
@@ -300,7 +314,9 @@ class MAT(nn.Module):
         mid_dims: int = 256,
         num_classes: int = 2,
         border: int = 2,
-        drop_path_rate: float = 0.0,
+        drop_path_rate: float = 0.2,
+        bn_momentum: float | None = 0.01,
+        bn_eps: float | None = 1e-3,
         mode: str = "mat",
     ) -> None:
         super().__init__()
@@ -326,6 +342,12 @@ class MAT(nn.Module):
         self.backbone = timm.create_model(
             backbone, pretrained=False, num_classes=0, global_pool="", drop_path_rate=drop_path_rate
         )
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if bn_momentum is not None:
+                    module.momentum = bn_momentum
+                if bn_eps is not None:
+                    module.eps = bn_eps
         if not hasattr(self.backbone, "forward_intermediates"):
             raise ValueError(f"MAT: timm backbone {backbone!r} does not implement forward_intermediates")
         feature_info = list(self.backbone.feature_info)

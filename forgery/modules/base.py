@@ -16,12 +16,21 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 
 import forgery
+from forgery.errors import ConfigError
 from forgery.metrics.options import MetricOptions
 from forgery.utils.seeding import step_rng
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ForgeryModule", "build_module", "load_module", "CheckpointError", "check_finite"]
+__all__ = ["ForgeryModule", "build_module", "load_module", "CheckpointError", "check_finite", "check_task"]
+
+# which config groups go together, for the messages of check_task
+TASK_GROUPS = {
+    "splicing": "model=mtse_net loss=mtse augmentation=flip|flip_crop|flip_patch|robustness|none with "
+    "splicing data (data=splicing_synth|casia1|casia2|columbia|coverage|nist16|imd2020|dso1|folder|list)",
+    "faces": "model=mat|mat_baseline loss=mat|mat_paper augmentation=agda|none with face data "
+    "(data=faces_synth|ffpp|celebdf|dfdc|frames)",
+}
 
 CKPT_KEY = "forgery"
 
@@ -156,6 +165,15 @@ def build_module(model: Any, loss: Any, augmentation: Any = None) -> ForgeryModu
     model_cfg, loss_cfg, aug_cfg = _plain(model), _plain(loss), _plain(augmentation)
     loss_obj = hydra.utils.instantiate(loss_cfg)
     aug_obj = hydra.utils.instantiate(aug_cfg) if aug_cfg else None
+    module_cls = hydra.utils.get_class(model_cfg["_target_"])
+    for group, obj in (("loss", loss_obj), ("augmentation", aug_obj)):
+        kind = getattr(obj, "kind", None)
+        if kind is not None and kind != getattr(module_cls, "kind", kind):
+            raise ConfigError(
+                f"{group} {type(obj).__name__} is for {kind!r} models, but the model is "
+                f"{module_cls.__name__} ({module_cls.kind!r}); these go together: "
+                f"{TASK_GROUPS[module_cls.kind]}"
+            )
     module = hydra.utils.instantiate(model_cfg, loss=loss_obj, augmentation=aug_obj, _convert_="all")
     if not isinstance(module, ForgeryModule):
         raise TypeError(f"model config builds {type(module).__name__}, not a ForgeryModule")
@@ -195,6 +213,30 @@ def load_module(path: str | Path, kind: str | None = None, map_location: str = "
     if model_cfg.get("init_from"):
         model_cfg["init_from"] = None  # the checkpoint's own weights follow; the init file may be gone
     module = build_module(model_cfg, cfg["loss"], cfg.get("augmentation"))
-    module.build_config = {**cfg, **module.build_config}  # keep what train added (data, selection)
     module.load_state_dict(ckpt["state_dict"])
+    # what train added: the size and data it was trained on, how the checkpoint was selected
+    module.build_config = {**cfg, **module.build_config}
     return module
+
+
+def check_task(module: Any, datamodule: Any, checkpoint: str | Path | None = None) -> None:
+    """Fails before any work when the model and the data are of different tasks (splicing vs faces).
+
+    Raises:
+        CheckpointError: with ``checkpoint``, the checkpoint's model does not fit the data.
+        ConfigError: otherwise (``forgery-train``): the chosen groups do not go together.
+    """
+    model_kind, data_kind = getattr(module, "kind", None), getattr(datamodule, "kind", None)
+    if model_kind is None or data_kind is None or model_kind == data_kind:
+        return
+    data_name = getattr(datamodule, "name", "?")
+    if checkpoint is not None:
+        target = ((module.build_config or {}).get("model") or {}).get("_target_", "?")
+        raise CheckpointError(
+            f"{checkpoint}: is a checkpoint of a {model_kind!r} model ({target}), but data={data_name} is "
+            f"{data_kind!r} data; use {model_kind} data ({TASK_GROUPS[model_kind]})"
+        )
+    raise ConfigError(
+        f"a {model_kind!r} model ({type(module).__name__}) cannot train on data={data_name} ({data_kind!r} "
+        f"data); these go together: {TASK_GROUPS[model_kind]}; or {TASK_GROUPS[data_kind]}"
+    )

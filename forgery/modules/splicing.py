@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgery.augment.targets import edge_targets
+from forgery.losses.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
 from forgery.models.mtse_net import MTSEOutput
 from forgery.modules.base import ForgeryModule, check_finite

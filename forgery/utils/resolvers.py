@@ -1,13 +1,15 @@
-"""OmegaConf resolvers used by the configs (registered on import of ``forgery.train``)."""
+"""OmegaConf resolvers used by the configs, registered by :func:`register_resolvers` (every app's ``main``
+calls it before Hydra composes; tests call it in ``conftest.py``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-__all__ = ["auto_precision", "register_resolvers"]
+__all__ = ["auto_precision", "ensure_dir", "register_resolvers", "working_dir"]
 
 
 def _cpu_has_bf16() -> bool:
@@ -26,6 +28,24 @@ def auto_precision() -> str:
     return "bf16-mixed" if _cpu_has_bf16() else "32-true"
 
 
+def working_dir() -> str:
+    """The absolute folder the command was started from. Unlike ``${hydra:runtime.cwd}`` it resolves before
+    Hydra has set up a job, e.g. in ``hydra.sweep.dir`` of a multirun."""
+    return os.getcwd()
+
+
+def ensure_dir(path: str) -> str:
+    """``path``, created if absent: for files that must exist before Hydra makes the folder (an Optuna
+    study's sqlite file in the sweep directory)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+RESOLVERS = {"forgery_precision": auto_precision, "forgery_cwd": working_dir, "forgery_dir": ensure_dir}
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("forgery_precision"):
-        OmegaConf.register_new_resolver("forgery_precision", auto_precision)
+    """Registers the ``forgery_*`` resolvers once (idempotent)."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

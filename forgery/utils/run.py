@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["extras", "write_json", "to_floats", "resolve_ckpt_path", "print_config"]
+__all__ = ["extras", "overridden", "write_json", "to_floats", "resolve_ckpt_path", "print_config"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,19 @@ def extras(cfg: DictConfig) -> None:
         warnings.filterwarnings("ignore")
     if ex.get("print_config") and not os.environ.get("FORGERY_QUIET"):
         print_config(cfg)
+
+
+def overridden(key: str) -> bool:
+    """Whether the command line of this Hydra run set ``key`` (``key=``, ``+key=``, ``++key=``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    for item in HydraConfig.get().overrides.task:
+        name = item.split("=", 1)[0].lstrip("+~")
+        if name == key:
+            return True
+    return False
 
 
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float | None]:

@@ -6,11 +6,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-__all__ = ["overlay", "splicing_grid", "save_png", "log_image"]
+__all__ = ["attention_grid", "log_image", "overlay", "save_png", "splicing_grid", "with_titles"]
+
+SPLICING_COLUMNS = ("image", "ground truth", "probability", "overlay (p > 0.5)", "predicted edge")
+GRID_PADDING = 2
+TITLE_HEIGHT = 14
+
+
+def with_titles(grid: Tensor, titles: list[str] | tuple[str, ...], cell_width: int) -> Tensor:
+    """Adds a white strip above a ``make_grid`` picture (3, H, W) naming each column; returns (3, H + 14, W).
+
+    ``cell_width`` is the width of one tile (without padding); titles are cut to fit their column.
+    """
+    width = grid.shape[-1]
+    strip = Image.new("RGB", (width, TITLE_HEIGHT), "white")
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    step = cell_width + GRID_PADDING
+    for j, title in enumerate(titles):
+        text = str(title)
+        while text and draw.textlength(text, font=font) > cell_width - 2:
+            text = text[:-1]
+        draw.text((GRID_PADDING + j * step + 1, 1), text, fill="black", font=font)
+    header = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float().div(255)
+    return torch.cat([header.to(grid.dtype), grid], dim=1)
 
 
 def overlay(
@@ -23,7 +46,7 @@ def overlay(
 
 
 def splicing_grid(images: Tensor, masks: Tensor, probs: Tensor, edges: Tensor) -> Tensor:
-    """One row per sample: image | ground truth | probability | overlay | predicted image edge.
+    """One row per sample: image | ground truth | probability | overlay | predicted image edge (titled).
 
     Args: images (N, 3, H, W) in [0, 1]; masks, probs, edges (N, 1, H, W) in [0, 1].
     Returns: (3, H', W') grid in [0, 1].
@@ -33,7 +56,8 @@ def splicing_grid(images: Tensor, masks: Tensor, probs: Tensor, edges: Tensor) -
         [images, gray(masks), gray(probs), overlay(images, (probs > 0.5).float()), gray(edges.clamp(0, 1))],
         dim=1,
     ).flatten(0, 1)
-    return make_grid(tiles.float().cpu(), nrow=5, padding=2, pad_value=1.0)
+    grid = make_grid(tiles.float().cpu(), nrow=5, padding=GRID_PADDING, pad_value=1.0)
+    return with_titles(grid, SPLICING_COLUMNS, images.shape[-1])
 
 
 def save_png(grid: Tensor, path: str | Path) -> Path:
@@ -66,7 +90,7 @@ def _heat(maps: Tensor) -> Tensor:
 
 
 def attention_grid(images: Tensor, maps: Tensor, agda: Tensor | None = None) -> Tensor:
-    """One row per face: image | each attention map overlaid | AGDA example (if given).
+    """One row per face: image | each attention map overlaid | AGDA example (if given), titled columns.
 
     Args: images (N, 3, H, W) in [0, 1]; maps (N, M, h, w) non-negative; agda (N, 3, H, W) in [0, 1].
     """
@@ -76,7 +100,10 @@ def attention_grid(images: Tensor, maps: Tensor, agda: Tensor | None = None) -> 
     )
     up = up / up.flatten(2).amax(dim=2).clamp_min(1e-8)[:, :, None, None]
     cols = [images] + [0.5 * images + 0.5 * _heat(up[:, j : j + 1]) for j in range(m)]
+    titles = ["face"] + [f"attention {j + 1}" for j in range(m)]
     if agda is not None:
         cols.append(agda)
+        titles.append("AGDA")
     tiles = torch.stack(cols, dim=1).flatten(0, 1)
-    return make_grid(tiles.float().clamp(0, 1), nrow=len(cols), padding=2, pad_value=1.0)
+    grid = make_grid(tiles.float().clamp(0, 1), nrow=len(cols), padding=GRID_PADDING, pad_value=1.0)
+    return with_titles(grid, titles, images.shape[-1])

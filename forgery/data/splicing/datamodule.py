@@ -108,7 +108,7 @@ class SplicingDataModule(pl.LightningDataModule):
             build_splicing_synth(self.root, **self.synth)
 
     def _index(self, name: str, root: str, options: Mapping[str, Any]) -> list[SplicingRecord]:
-        if not Path(root).exists():
+        if root is not None and not Path(root).exists():
             raise DataError(f"{root}: dataset root of {name!r} does not exist (set data.root=...)")
         return index_dataset(name, root, **dict(options))
 

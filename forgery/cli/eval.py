@@ -1,4 +1,4 @@
-"""Evaluation entry point: ``forgery-eval ckpt_path=... [data=... data.root=...]``.
+"""``forgery-eval ckpt_path=... [data=... data.root=...]`` (``python -m forgery.cli.eval``, conf/eval.yaml).
 
 Rebuilds the model from the checkpoint (loaded with ``weights_only=True``), tests it on the configured data
 and writes ``metrics.json`` (every metric, the dataset name and size) in the run directory. ``eval_tile=512``
@@ -13,15 +13,15 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
+from forgery.cli import hydra_app
 from forgery.metrics.card import report_blocks
-from forgery.modules import load_module
-from forgery.train import CONFIG_DIR
+from forgery.modules import check_task, load_module
 from forgery.utils.instantiate import instantiate_loggers
-from forgery.utils.run import extras, to_floats, write_json
+from forgery.utils.run import extras, overridden, to_floats, write_json
 
-__all__ = ["apply_tiling", "evaluate", "main"]
+__all__ = ["apply_tiling", "evaluate", "main", "use_trained_size"]
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +41,42 @@ def apply_tiling(module: Any, tile: int | None, overlap: int | None = None) -> N
     )
 
 
+def use_trained_size(cfg: DictConfig, trained: dict[str, Any] | None) -> int | None:
+    """Sets ``cfg.data.image_size`` to the size the checkpoint was trained at, unless the command line set it
+    (then it says so when the two differ). Returns the trained size (None when the checkpoint has none)."""
+    size = (trained or {}).get("image_size")
+    if not size or "image_size" not in cfg.data:
+        return size
+    if overridden("data.image_size"):
+        if cfg.data.image_size != size:
+            log.warning(
+                "evaluating at data.image_size=%s as asked; the model was trained at %s",
+                cfg.data.image_size,
+                size,
+            )
+    elif cfg.data.image_size != size:
+        log.info("evaluating at image_size=%s, the size the model was trained at (checkpoint)", size)
+        with open_dict(cfg):
+            cfg.data.image_size = size
+    return size
+
+
 def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Tests ``cfg.ckpt_path`` on ``cfg.data``; returns (metrics, objects) and writes metrics.json."""
+    """Tests ``cfg.ckpt_path`` on ``cfg.data``; returns (metrics, objects) and writes metrics.json.
+
+    The images are resized to the size the checkpoint was trained at unless ``data.image_size`` is given.
+    """
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    module = load_module(cfg.ckpt_path)
+    use_trained_size(cfg, (module.build_config or {}).get("data"))
     overrides = {}
     if cfg.get("whole_dataset", True) and "split" in cfg.data:
         overrides["split"] = {**cfg.data.split, "val_fraction": 0.0, "test_fraction": 1.0}
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all", **overrides)
-    module = load_module(cfg.ckpt_path, kind=getattr(datamodule, "kind", None))
+    check_task(module, datamodule, checkpoint=cfg.ckpt_path)
     apply_tiling(module, cfg.get("eval_tile"), cfg.get("eval_tile_overlap"))
     module.set_metric_options(cfg.get("metrics"))
-    trained = (module.build_config or {}).get("data") or {}
-    size = cfg.data.get("image_size")
-    if trained.get("image_size") and size and trained["image_size"] != size:
-        log.warning("evaluating at image_size=%s; the model was trained at %s", size, trained["image_size"])
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=[])
     results = trainer.test(module, datamodule=datamodule)
@@ -82,7 +103,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": module, "trainer": trainer}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra_app("eval", prog="forgery-eval")
 def main(cfg: DictConfig) -> None:
     extras(cfg)
     evaluate(cfg)

@@ -1,4 +1,7 @@
-"""Training entry point: ``forgery-train`` or ``python -m forgery.train`` (Hydra app, conf/train.yaml)."""
+"""``forgery-train`` (``python -m forgery.cli.train``): train, then test the best checkpoint.
+
+Config: ``conf/train.yaml``; :func:`train` is the pure function, :func:`main` its Hydra wrapper.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +13,15 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
+from forgery.cli import hydra_app
 from forgery.metrics.card import checkpoint_selection, report_blocks
-from forgery.modules import build_module
+from forgery.modules import build_module, check_task
 from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from forgery.utils.resolvers import register_resolvers
 from forgery.utils.run import extras, resolve_ckpt_path, to_floats, write_json
 
-__all__ = ["train", "main", "CONFIG_DIR"]
+__all__ = ["train", "main"]
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-register_resolvers()
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -37,6 +37,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = build_module(cfg.model, cfg.loss, cfg.get("augmentation"))
+    check_task(model, datamodule)
     model.set_metric_options(cfg.get("metrics"))
     model.build_config["data"] = {"name": cfg.data.get("name"), "image_size": cfg.data.get("image_size")}
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
@@ -97,7 +98,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, objects
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_app("train", prog="forgery-train")
 def main(cfg: DictConfig) -> float | None:
     """Thin Hydra wrapper; returns ``cfg.optimized_metric`` for sweepers."""
     extras(cfg)

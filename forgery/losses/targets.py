@@ -1,4 +1,4 @@
-"""Edge targets for MTSE-Net, computed on the device from the batch.
+"""Edge targets of MTSE-Net's loss (not augmentation), computed on the device from the batch.
 
 Both targets use the morphological internal gradient ``x - erode(x, 3x3 cross)``: for a grayscale image it
 is a cheap, parameter-free edge map in [0, 1]; for a 0/1 mask it is the one-pixel inner boundary of the

@@ -1,4 +1,5 @@
-"""Paired (image, mask) augmentations for splicing localization, batched on the device with kornia."""
+"""Paired (image, mask) augmentations, batched on the device with kornia: one set of random parameters for
+both, so masks stay aligned (used by the localization models; an image-only model would not need masks)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class PairedAugmentation(nn.Module):
     Args:
         transforms: kornia augmentation modules, applied in order.
     """
+
+    kind = "splicing"  # localization models take (image, mask) pairs; checked when a run is built
 
     def __init__(self, transforms: Sequence[nn.Module] = ()) -> None:
         super().__init__()

@@ -1,15 +1,17 @@
-"""Face extraction entry point: ``forgery-faces`` / ``python -m forgery.faces`` (Hydra, conf/faces.yaml)."""
+"""``forgery-faces`` (``python -m forgery.cli.faces``): videos -> face crops + index.csv (conf/faces.yaml)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from forgery.cli import hydra_app
 from forgery.data.faces.extract import ExtractSettings, extract_faces
 from forgery.data.faces.sources import SPLITS, index_videos
+from forgery.errors import ConfigError
 
 __all__ = ["main", "run"]
 
@@ -33,7 +35,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("faces_synth index: %s", path)
         return {"index_csv": str(path)}
     if cfg.get("root") is None:
-        raise ValueError(f"root= is required for data_name={cfg.data_name}")
+        raise ConfigError(f"root= is required for data_name={cfg.data_name}")
+    if not Path(cfg.root).exists():
+        raise FileNotFoundError(
+            f"{cfg.root}: video root of data_name={cfg.data_name} does not exist (root=...)"
+        )
     splits = list(SPLITS) if cfg.split == "all" else [cfg.split]
     settings = ExtractSettings(
         frames_per_video=cfg.frames_per_video,
@@ -63,10 +69,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return reports
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="faces")
+@hydra_app("faces", prog="forgery-faces")
 def main(cfg: DictConfig) -> None:
-    """Thin Hydra wrapper around :func:`run`."""
+    """Thin Hydra wrapper around :func:`run`; says where the crops, index and report went."""
     run(cfg)
+    out = Path(cfg.out_dir).resolve()
+    print(f"forgery-faces: face crops, index.csv and report.json in {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Batched, on-device augmentations (kornia): paired image/mask transforms and AGDA."""

@@ -1,0 +1,166 @@
+"""Command-line apps: one module per console script, each a thin Hydra wrapper around a pure function.
+
+| console script | module | config |
+|---|---|---|
+| ``forgery-train`` | :mod:`forgery.cli.train` | ``conf/train.yaml`` |
+| ``forgery-eval`` | :mod:`forgery.cli.eval` | ``conf/eval.yaml`` |
+| ``forgery-predict`` | :mod:`forgery.cli.predict` | ``conf/predict.yaml`` |
+| ``forgery-faces`` | :mod:`forgery.cli.faces` | ``conf/faces.yaml`` |
+| ``forgery-data`` | :mod:`forgery.cli.data` | ``conf/check.yaml`` (``check``) |
+| ``forgery-convert`` | :mod:`forgery.cli.convert` | ``conf/convert.yaml`` |
+
+:func:`hydra_app` is what every app shares: the config directory (:func:`config_dir`, inside the package when
+installed from a wheel, the checkout's top-level ``conf/`` otherwise), the OmegaConf resolvers (registered
+here, explicitly), quiet third-party logging, user mistakes reported in one line, and a last line saying where
+the outputs went.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
+
+from forgery.errors import ConfigError
+
+__all__ = ["config_dir", "hydra_app", "user_message", "USER_ERRORS"]
+
+log = logging.getLogger(__name__)
+
+
+def config_dir() -> str:
+    """Absolute path of the config tree: ``forgery/conf`` in an installed wheel, else ``<checkout>/conf``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"forgery's configs are missing: neither {package / 'conf'} (wheel) nor {package.parent / 'conf'} "
+        "(checkout) holds train.yaml; reinstall the package"
+    )
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from forgery.data.faces.sources import FaceDataError
+    from forgery.data.splicing.io import DataError
+    from forgery.models.official import OfficialWeightsError
+    from forgery.modules.base import CheckpointError
+
+    return (
+        ConfigError,
+        DataError,
+        FaceDataError,
+        CheckpointError,
+        OfficialWeightsError,
+        FileNotFoundError,
+        MissingMandatoryValue,
+    )
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = ()  # filled on first use (imports torch)
+
+
+def user_message(err: BaseException) -> str:
+    """One line for a user mistake (a DataLoader worker's re-raised error keeps only its last line)."""
+    if isinstance(err, MissingMandatoryValue):
+        key = getattr(err, "full_key", None) or "?"
+        return f"missing required value: {key}=... (set it on the command line)"
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = lines[-1] if "Original Traceback" in str(err) else " ".join(lines)
+    prefix = f"{type(err).__name__}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def _quiet_third_party() -> None:
+    """Logs and warnings show what matters: no PIL chunk chatter, no advertising tips, no warnings the user
+    cannot act on."""
+    for name in ("PIL", "matplotlib", "urllib3", "fsspec", "h5py", "git"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _no_tips not in logger.filters:
+            logger.addFilter(_no_tips)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*`isinstance.*treespec.*",
+        ".*The number of training batches .* is smaller than the logging interval.*",
+        ".*LeafSpec.*",
+        ".*GPU available but not used.*",
+        ".*Total length of .* across ranks is zero.*",
+        ".*You called `self.log.*` with the same key.*",
+        ".*torch.meshgrid: in an upcoming release.*",
+        ".*Found .* module\\(s\\) in eval mode at the start of training.*",
+        ".*Consider setting `persistent_workers=True`.*",
+        ".*Experiment logs directory .* exists and is not empty.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator turning ``task(cfg)`` into a console-script ``main()`` over ``conf/<config_name>.yaml``.
+
+    Errors that are the user's to fix (:data:`USER_ERRORS`: a missing file or required value, bad data, the
+    wrong kind of checkpoint, an impossible option) print ``<prog>: error: <one line>`` and exit 2;
+    ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Anything else is a bug and keeps its traceback.
+    """
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        import hydra
+
+        from forgery.utils.resolvers import register_resolvers
+
+        @wraps(task)
+        def guarded(cfg: DictConfig) -> Any:
+            global USER_ERRORS
+            USER_ERRORS = USER_ERRORS or _user_errors()
+            _quiet_third_party()
+            try:
+                result = task(cfg)
+            except USER_ERRORS as err:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"{prog}: error: {user_message(err)}", file=sys.stderr, flush=True)
+                sys.exit(2)
+            out = _output_dir()
+            if out:
+                print(f"{prog}: outputs in {out}", flush=True)
+            return result
+
+        hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(
+            guarded
+        )
+
+        @wraps(task)
+        def main() -> Any:
+            register_resolvers()
+            return hydra_main()
+
+        main.task = task  # type: ignore[attr-defined]
+        return main
+
+    return decorate
+
+
+def _output_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.output_dir

@@ -1,0 +1,1 @@
+"""Losses as nn.Modules; their training state (RIL centers, alpha) lives in registered buffers."""

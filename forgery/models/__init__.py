@@ -1,0 +1,1 @@
+"""Plain networks (no training logic): MTSE-Net, MAT, and their layers."""

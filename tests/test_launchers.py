@@ -1,0 +1,86 @@
+"""Beyond one process: Hydra launchers (submitit local / SLURM) and the Optuna sweeps, as users run them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.conftest import CONFIG_DIR
+from tests.test_cli import TINY_SPLICING, run_cli, run_dir
+
+
+def _compose(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def test_slurm_launcher_composes_with_its_keys() -> None:
+    cfg = _compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=2"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.nodes, launcher.gpus_per_node) == ("gpu", 2, 8)
+    assert launcher.tasks_per_node == 8  # one Lightning DDP process per GPU
+    assert launcher.additional_parameters.requeue is True and launcher.max_num_timeout > 0
+    assert launcher.signal_delay_s > 0 and launcher.timeout_min == 1440
+    local = _compose(["hydra/launcher=local"]).hydra.launcher
+    assert local._target_.endswith("LocalLauncher") and local.gpus_per_node == 0
+
+
+@pytest.mark.parametrize("name", ["mtse_optuna", "mat_optuna"])
+def test_optuna_configs_compose(name: str) -> None:
+    extra = ["experiment=mat_synth"] if name == "mat_optuna" else []
+    cfg = _compose([f"hparams_search={name}", *extra])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.sampler._target_.endswith("TPESampler")
+    assert cfg.optimized_metric == ("val/pixel_f1" if name == "mtse_optuna" else "val/auc")
+    assert sweeper.study_name == name and "optuna.db" in sweeper.storage
+
+
+@pytest.mark.slow
+def test_local_submitit_multirun_of_two_jobs(tmp_path: Path) -> None:
+    res = run_cli(
+        "forgery-train",
+        "-m",
+        "hydra/launcher=local",
+        "experiment=mtse_synth",
+        "debug=fdr",
+        "model.optimizer.lr=1e-3,3e-4",
+        *TINY_SPLICING,
+        cwd=tmp_path,
+    )
+    (sweep,) = (tmp_path / "logs/debug/multiruns").iterdir()
+    assert "Submitit 'local' sweep" in res.stdout + res.stderr
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").is_file()
+    assert (sweep / ".submitit").is_dir()
+
+
+@pytest.mark.slow
+def test_optuna_two_trials_then_resume(tmp_path: Path) -> None:
+    args = ["hparams_search=mtse_optuna", "experiment=mtse_synth", "debug=fdr", *TINY_SPLICING]
+    res = run_cli("forgery-train", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    sweep = run_dir(res, "forgery-train").parent
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert 0.0 <= float(results["best_value"]) <= 1.0
+    assert set(results["best_params"]) == {
+        "model.optimizer.lr",
+        "loss.mask_edge_weight",
+        "loss.image_edge_weight",
+    }
+
+    def complete_trials() -> int:
+        with sqlite3.connect(sweep / "optuna.db") as db:
+            return db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+
+    assert complete_trials() == 2
+    run_cli("forgery-train", *args, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert complete_trials() == 3  # the same study, resumed from its sqlite file
