@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from forgery.data.splicing.dataset import SplicingDataset
 from forgery.cli.eval import evaluate
+from forgery.cli.train import train
+from forgery.data.splicing.dataset import SplicingDataset
 from forgery.metrics import LocalizationMetrics
 from forgery.modules import load_module
-from forgery.cli.train import train
 from tests.conftest import SMALL_FACES
 from tests.test_entrypoints import tiny_ckpt  # noqa: F401  (fixture)
 
