@@ -250,6 +250,9 @@ def test_readme_sweep_line_writes_two_runs(work: Path) -> None:
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     lrs = [(sweep / n / ".hydra/overrides.yaml").read_text().count("model.optimizer.lr=") for n in ("0", "1")]
     assert lrs == [1, 1] and (sweep / "multirun.yaml").is_file()
+    rows = json.loads((sweep / "summary.json").read_text())["rows"]  # the sweep's table: overrides -> metrics
+    assert [float(r["model.optimizer.lr"]) for r in rows] == [1e-3, 3e-4]
+    assert all(r["val/pixel_f1"] is not None and r["test/pixel_f1"] is not None for r in rows)
 
 
 @pytest.mark.slow

@@ -108,7 +108,9 @@ def test_native_size_eval_writes_card_extra_and_intervals(make_cfg, tiny_ckpt, t
     assert (card["resize"], card["image_size"], card["border_px"]) == ("none", 384, 2)
     assert card["extra"] == ["best_threshold_f1", "permuted_f1", "border_f1"]
     assert card["checkpoint_selection"] is None  # this checkpoint was not written by forgery-train
-    assert card["split_hash"] is None and card["perturbation"] is None
+    assert (
+        card["split_sha256"] == {"test": report["splits"]["test"]["sha256"]} and card["perturbation"] is None
+    )
     assert card["version"] and set(card["git"]) == {"commit", "dirty"}
 
 
@@ -138,6 +140,8 @@ def test_faces_train_carries_validation_threshold_to_test(make_cfg) -> None:
     card = report["protocol"]
     assert card["val_thresholds"]["frame"] == pytest.approx(float(tuned[0]))
     assert card["video_aggregation"]["rule"] == "mean"
+    assert card["split_sha256"] == {s: v["sha256"] for s, v in report["splits"].items()}
+    assert set(card["split_sha256"]) == {"train", "val", "test"}
     assert card["checkpoint_selection"] == {"monitor": "val/auc", "mode": "max", "split": "val"}
     assert report["bootstrap"]["unit"] == "video" and report["bootstrap"]["n"] == 100
     _assert_intervals(report)

@@ -349,7 +349,7 @@ def test_protocol_card_contents(tmp_path: Path) -> None:
     assert (
         c["border_px"] == 4
         and c["extra"] == ["border_f1"]
-        and c["split_hash"] is None
+        and c["split_sha256"] is None
         and c["perturbation"] is None
     )
     assert (c["image_size"], c["resize"], c["video_aggregation"]) == (384, "none", None)
@@ -357,6 +357,10 @@ def test_protocol_card_contents(tmp_path: Path) -> None:
     commit = c["git"]["commit"]
     assert commit is None or re.fullmatch("[0-9a-f]{40}", commit)
     assert card.git_info(tmp_path) == {"commit": None, "dirty": None}  # e.g. an installed wheel
+    splits = {"test": {"n": 3, "sha256": "ab" * 32}}
+    jpeg = {"name": "jpeg", "level": 70}
+    locked = card.protocol_card("splicing", 0.5, None, splits=splits, perturbation=jpeg)
+    assert locked["split_sha256"] == {"test": "ab" * 32} and locked["perturbation"] == jpeg
     f = card.protocol_card(
         "faces",
         0.5,

@@ -137,6 +137,9 @@ def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], A
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print(f"{prog}: error: {user_message(err)}", file=sys.stderr, flush=True)
+                if _in_multirun():  # one bad job (e.g. a dataset root that is absent) is a row, not a crash
+                    _record_failure(cfg, err)
+                    return None
                 sys.exit(2)
             out = _output_dir()
             if out:
@@ -156,6 +159,30 @@ def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], A
         return main
 
     return decorate
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """``failed.json`` in the job's folder, for the sweep summary."""
+    import json
+
+    from forgery.utils.io import atomic_write_text
+
+    out = _output_dir()
+    if out:
+        data = cfg.get("data") if isinstance(cfg.get("data"), DictConfig) else None
+        payload = {
+            "error": user_message(err),
+            "type": type(err).__name__,
+            "dataset": data.get("name") if data else None,
+        }
+        atomic_write_text(Path(out) / "failed.json", json.dumps(payload, indent=2) + "\n")
 
 
 def _output_dir() -> str | None:

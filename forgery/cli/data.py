@@ -4,6 +4,7 @@ Commands:
 - ``check`` (conf/check.yaml): decode every image and mask of every split with the readers training uses,
   print a table of problems (file and reason), write ``check.json`` in the run directory, exit 1 when there
   is any.
+- ``audit`` (conf/audit.yaml): leakage and duplicates across train/val/test (:mod:`forgery.cli.audit`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from forgery.cli import hydra_app
+from forgery.cli.audit import audit_main
 from forgery.data.check import check_datamodule
 from forgery.utils.run import extras, write_json
 
@@ -58,6 +60,7 @@ def check_main(cfg: DictConfig) -> None:
 
 COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "check": (check_main, "decode every sample of every split and list the problems (check.json)"),
+    "audit": (audit_main, "leakage and duplicates across the splits (audit.json); see forgery/cli/audit.py"),
 }
 
 

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, open_dict
 
 from forgery.cli import hydra_app
+from forgery.data.manifest import manifest_summary, write_split_manifests
 from forgery.metrics.card import report_blocks
 from forgery.modules import check_task, load_module
 from forgery.utils.instantiate import instantiate_loggers
@@ -76,27 +77,32 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all", **overrides)
     check_task(module, datamodule, checkpoint=cfg.ckpt_path)
     apply_tiling(module, cfg.get("eval_tile"), cfg.get("eval_tile_overlap"))
+    perturbation = hydra.utils.instantiate(cfg.perturb) if cfg.get("perturb") else None
+    module.set_perturbation(perturbation)
     module.set_metric_options(cfg.get("metrics"))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=[])
     results = trainer.test(module, datamodule=datamodule)
     metrics = to_floats(results[0] if results else {})
     if trainer.is_global_zero:
+        write_split_manifests(datamodule, cfg.paths.output_dir, splits=["test"])
         path = write_json(
             Path(cfg.paths.output_dir) / "metrics.json",
             {
                 "dataset": datamodule.test_name,
                 "split": "test",
                 "size": len(datamodule.records["test"]),
-                "checkpoint": str(cfg.ckpt_path),
+                "checkpoint": str(Path(cfg.ckpt_path).resolve()),
                 **report_blocks(
                     module,
                     datamodule,
                     metrics,
                     checkpoint=str(cfg.ckpt_path),
-                    split_hash=getattr(datamodule, "split_hash", None),
-                    perturbation=cfg.get("perturb"),
+                    splits=manifest_summary(cfg.paths.output_dir),
+                    perturbation=perturbation.describe() if perturbation is not None else None,
                 ),
+                "perturbation": perturbation.describe() if perturbation is not None else {"name": "none"},
+                "splits": manifest_summary(cfg.paths.output_dir),
             },
         )
         log.info("metrics written to %s", path)

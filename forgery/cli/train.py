@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
+from forgery.data.manifest import manifest_summary, write_split_manifests
 from forgery.metrics.card import checkpoint_selection, report_blocks
 from forgery.modules import build_module, check_task
 from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -66,6 +67,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if has_test and not datamodule.records:
         datamodule.prepare_data()
         datamodule.setup("test")
+    if trainer.is_global_zero:  # the run's split manifests: splits/<split>.txt and SHA256SUMS
+        objects["splits"] = write_split_manifests(datamodule, output_dir)
     if has_test and not datamodule.records.get("test"):
         log.warning("no test split (data.split.test_fraction=0 and no data.test): skipping the test stage")
         has_test = False
@@ -86,13 +89,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     "size": len(datamodule.records["test"]),
                     "checkpoint": ckpt,
                     **report_blocks(
-                        model,
-                        datamodule,
-                        test_metrics,
-                        checkpoint=ckpt,
-                        split_hash=getattr(datamodule, "split_hash", None),
-                        perturbation=cfg.get("perturb"),
+                        model, datamodule, test_metrics, checkpoint=ckpt, splits=manifest_summary(output_dir)
                     ),
+                    # the last validation epoch's metrics of this run (what a training sweep compares)
+                    "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val/")},
+                    "splits": manifest_summary(output_dir),
                 },
             )
     return metrics, objects

@@ -7,7 +7,7 @@
 - ``intervals``: ``{"test/pixel_f1": [lo, hi], ...}`` bootstrap intervals computed by the module's metric
   from its per-sample scores (:mod:`forgery.metrics.bootstrap`); ``bootstrap``: how (n, seed, level, unit);
 - ``protocol``: the threshold rule, per-image vs dataset-wide metrics, which images enter pixel metrics,
-  the image-score and video-aggregation rules, the checkpoint selection, the split manifest's hash, the
+  the image-score and video-aggregation rules, the checkpoint selection, the split manifests' sha256, the
   perturbation, the image size and resize policy, the package version and git commit.
 """
 
@@ -88,7 +88,7 @@ def protocol_card(
     *,
     num_bins: int | None = None,
     selection: Mapping[str, Any] | None = None,
-    split_hash: str | None = None,
+    splits: Mapping[str, Mapping[str, Any]] | None = None,
     perturbation: Any = None,
     image_size: int | None = None,
     resize: str | None = None,
@@ -101,7 +101,8 @@ def protocol_card(
         num_bins: pixel AUROC histogram bins (splicing).
         selection: :func:`checkpoint_selection` of the training run (None: not known, e.g. old checkpoints,
             or the final weights were tested).
-        split_hash: sha256 of the split manifest (None until split manifests are written).
+        splits: the run's split manifests, ``{split: {"n", "sha256"}}``
+            (:func:`forgery.data.manifest.manifest_summary`); None or empty: none written.
         perturbation: the evaluation-time perturbation config (None: clean inputs).
         image_size, resize: the evaluation size and resize policy of the data.
         val_thresholds: the (frame, video) thresholds tuned on validation (faces).
@@ -115,7 +116,7 @@ def protocol_card(
             "decision": "positive when prob > threshold",
         },
         "checkpoint_selection": dict(selection) if selection else None,
-        "split_hash": split_hash,
+        "split_sha256": {k: v.get("sha256") for k, v in splits.items()} if splits else None,
         "perturbation": _plain(perturbation),
         "image_size": image_size,
         "resize": resize,
@@ -170,7 +171,7 @@ def report_blocks(
     *,
     checkpoint: str | None,
     stage: str = "test",
-    split_hash: str | None = None,
+    splits: Mapping[str, Mapping[str, Any]] | None = None,
     perturbation: Any = None,
 ) -> dict[str, Any]:
     """``metrics``, ``extra``, ``intervals``, ``bootstrap`` and ``protocol`` for ``metrics.json``.
@@ -192,7 +193,7 @@ def report_blocks(
         opts,
         num_bins=hp.get("num_bins"),
         selection=selection,
-        split_hash=split_hash,
+        splits=splits,
         perturbation=perturbation,
         image_size=data_hp.get("image_size"),
         resize=data_hp.get("eval_resize", "resize" if kind == "faces" else None),

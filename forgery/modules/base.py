@@ -53,9 +53,23 @@ class ForgeryModule(pl.LightningModule):
         self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         # validation/test loss as a sample-weighted mean over the whole split, reduced across processes
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        # robustness perturbation of test images (forgery-eval's perturb=); no state, not in checkpoints
+        self.perturbation: nn.Module | None = None
         # evaluation protocol (``metrics:`` config) and the bootstrap intervals of the last test epoch
         self.metric_options = MetricOptions()
         self.test_intervals: dict[str, tuple[float | None, float | None]] = {}
+
+    def set_perturbation(self, perturbation: nn.Module | None) -> None:
+        """Sets the perturbation applied to test images (:mod:`forgery.augment.perturb`); None removes it."""
+        self.perturbation = perturbation
+
+    def perturb_test_batch(self, batch: dict) -> None:
+        """Replaces a test batch's ``image`` by its perturbed version (identity levels are skipped, so they
+        give exactly the unperturbed metrics); training, validation and prediction batches are untouched."""
+        p = self.perturbation
+        if p is None or p.is_identity or self._trainer is None or not self.trainer.testing:
+            return
+        batch["image"] = p(batch["image"], batch.get("index"))
 
     def build_metrics(self, stage: str) -> nn.Module:
         """The metric collection of ``stage`` (``val`` | ``test``) under ``metric_options``."""

@@ -127,6 +127,11 @@ class FaceForgeryModule(ForgeryModule):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
         return self.net(self.normalize(images))
 
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "image" in batch:
+            self.perturb_test_batch(batch)  # forgery-eval perturb=
+        return batch
+
     def _dropped_videos(self, stage: str) -> dict[str, Tensor]:
         """``<stage>/<reason>_videos``: the datamodule's listed videos without crops (none without one)."""
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None

@@ -167,10 +167,20 @@ class SplicingModule(ForgeryModule):
             with self.step_rng(stream=1):
                 batch["image"], batch["mask"] = self.augmentation(batch["image"], batch["mask"])
         batch["image_edge"], batch["mask_edge"] = edge_targets(batch["image"], batch["mask"])
+        self.perturb_test_batch(batch)  # forgery-eval perturb=: after the targets (those of the clean image)
         return batch
+
+    def set_perturbation(self, perturbation: nn.Module | None) -> None:
+        if perturbation is not None and getattr(perturbation, "geometric", False):
+            perturbation.multiple = self._tile_multiple  # the resized image must fit the network
+        super().set_perturbation(perturbation)
 
     def _shared_step(self, batch: dict) -> tuple[Any, dict[str, Tensor]]:
         out = self(batch["image"])
+        size = batch["mask"].shape[-2:]
+        if out.mask_logits.shape[-2:] != size and getattr(self.perturbation, "geometric", False):
+            r = self.perturbation.restore  # perturb=resize: the output back to the ground truth's size
+            out = MTSEOutput(r(out.mask_logits, size), r(out.mask_edge_logits, size), r(out.image_edge, size))
         terms = self.loss(out, batch["mask"][:, 0].long(), batch["mask_edge"], batch["image_edge"])
         return out, terms
 

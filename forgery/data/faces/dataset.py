@@ -80,7 +80,7 @@ def _rows_from_records(records: Sequence[VideoRecord], split: str | None) -> tup
 
 
 class FaceFrameDataset(Dataset):
-    """Face crops as samples ``{"image", "label", "video_id", "key"}``.
+    """Face crops as samples ``{"image", "label", "video_id", "key", "index"}``.
 
     ``image`` is (3, S, S) float in [0, 1] (after ``transform``, if any), ``label`` long (0 real, 1 fake),
     ``video_id`` long: the position of the video's key in ``video_keys`` (sorted unique keys, so the id is
@@ -202,6 +202,7 @@ class FaceFrameDataset(Dataset):
             "label": torch.tensor(row.label, dtype=torch.long),
             "video_id": torch.tensor(self._video_id[row.key], dtype=torch.long),
             "key": row.key,
+            "index": torch.tensor(index, dtype=torch.long),  # seeds per-sample eval perturbations
         }
 
 
