@@ -48,21 +48,18 @@ def test_native_size_eval_writes_card_extra_and_intervals(make_cfg, tiny_ckpt, t
     sizes = [(37, 45, True), (50, 29, True), (21, 40, True), (33, 21, False), (18, 35, False)]
     rows = [_write(root, f"im{i}", h, w, t) for i, (h, w, t) in enumerate(sizes)]
     (root / "index.csv").write_text("image,mask\n" + "".join(rows))
-    cfg = make_cfg(
-        "eval",
-        [
-            f"ckpt_path={tiny_ckpt}",
-            "data=list",
-            f"data.root={root}",
-            f"data.options.index={root / 'index.csv'}",
-            "data.eval_resize=none",
-            "data.eval_batch_size=1",
-            "data.num_workers=0",
-            EXTRA,
-            "metrics.border_px=2",
-            "metrics.bootstrap.n=200",
-        ],
-    )
+    cfg_overrides = [
+        f"ckpt_path={tiny_ckpt}",
+        "data=list",
+        f"data.root={root}",
+        f"data.options.index={root / 'index.csv'}",
+        "data.eval_resize=none",
+        "data.eval_batch_size=1",
+        "data.num_workers=0",
+        EXTRA,
+        "metrics.border_px=2",
+    ]
+    cfg = make_cfg("eval", [*cfg_overrides, "metrics.bootstrap.n=200"])
     metrics, objects = evaluate(cfg)
     report = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
 
@@ -108,10 +105,15 @@ def test_native_size_eval_writes_card_extra_and_intervals(make_cfg, tiny_ckpt, t
     assert (card["resize"], card["image_size"], card["border_px"]) == ("none", 384, 2)
     assert card["extra"] == ["best_threshold_f1", "permuted_f1", "border_f1"]
     assert card["checkpoint_selection"] is None  # this checkpoint was not written by forgery-train
-    assert (
-        card["split_sha256"] == {"test": report["splits"]["test"]["sha256"]} and card["perturbation"] is None
-    )
+    assert card["split_sha256"] == {"test": report["splits"]["test"]["sha256"]}
+    assert card["perturbation"] == report["perturbation"] and card["perturbation"]["name"] == "none"
     assert card["version"] and set(card["git"]) == {"commit", "dirty"}
+    # a perturbed evaluation says so in its card
+    jpeg = make_cfg("eval", [*cfg_overrides, "perturb=jpeg", "perturb.level=70", "metrics.bootstrap.n=0"])
+    evaluate(jpeg)
+    jpeg_report = json.loads((Path(jpeg.paths.output_dir) / "metrics.json").read_text())
+    assert jpeg_report["protocol"]["perturbation"]["name"] == "jpeg"
+    assert jpeg_report["protocol"]["perturbation"]["level"] == 70
 
 
 def test_faces_train_carries_validation_threshold_to_test(make_cfg) -> None:
