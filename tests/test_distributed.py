@@ -122,6 +122,7 @@ MAT_TINY = [
     "model.net.backbone=tf_efficientnet_b0",
     "model.net.head_dropout=0",  # dropout masks are drawn per rank: off, so both runs compute the same
     "model.net.dropout=0",
+    "model.net.drop_path_rate=0",  # so is stochastic depth (per sample)
     "augmentation=none",  # AGDA draws per rank likewise (tests/test_seeding.py checks those)
     "~model.optimizer.betas",
     *COMMON_DDP,

@@ -33,9 +33,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel, built from a copy of the checkout (a build leaves build/ and egg-info in its source)."""
     out = tmp_path_factory.mktemp("wheel")
     src = out / "src"
-    skip = shutil.ignore_patterns(
-        ".git", ".venv", "logs", "data", "build", "dist", "*.egg-info", "__pycache__"
-    )
+    top = {".git", ".venv", "logs", "data", "build", "dist", "outputs", "multirun", "wandb"}
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        at_top = Path(folder) == REPO
+        return {n for n in names if (at_top and n in top) or n == "__pycache__" or n.endswith(".egg-info")}
+
     shutil.copytree(REPO, src, ignore=skip)
     res = subprocess.run(
         [

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
-from forgery.data.faces.extract import ExtractSettings, extract_faces
+from forgery.data.faces.extract import ExtractSettings, extract_faces, merge_shards
 from forgery.data.faces.sources import SPLITS, index_videos
 from forgery.errors import ConfigError
 
@@ -26,7 +26,8 @@ def _options(node: Any) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Index ``cfg.data_name``'s split(s) and extract their faces; returns ``{"<dataset>/<split>": report}``.
 
-    For ``data_name=faces_synth`` builds the embedded dataset instead and returns ``{"index_csv": path}``.
+    For ``data_name=faces_synth`` builds the embedded dataset instead and returns ``{"index_csv": path}``;
+    with ``merge=true`` only merges ``out_dir``'s shard part files (``{"<dataset>/<split>": report}``).
     """
     if cfg.data_name == "faces_synth":
         from forgery.data.faces.synth import build_faces_synth
@@ -34,6 +35,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         path = build_faces_synth(cfg.out_dir, **OmegaConf.to_container(cfg.synth, resolve=True))
         log.info("faces_synth index: %s", path)
         return {"index_csv": str(path)}
+    if cfg.get("merge"):
+        return merge_shards(cfg.out_dir)
     if cfg.get("root") is None:
         raise ConfigError(f"root= is required for data_name={cfg.data_name}")
     if not Path(cfg.root).exists():
@@ -51,6 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         detector_options=_options(cfg.get("detector_options")),
         detect_max_side=cfg.detect_max_side,
         reject_outliers=bool(cfg.get("reject_outliers", True)),
+        contrast_retry=bool(cfg.get("contrast_retry", True)),
+        batch_size=int(cfg.get("batch_size", 8)),
     )
     source = _options(cfg.get("source"))
     reports = {}
@@ -65,6 +70,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             overwrite=bool(cfg.overwrite),
             progress=bool(cfg.progress),
             name=name,
+            shard=cfg.get("shard"),
+            num_shards=int(cfg.get("num_shards", 1)),
         )
     return reports
 

@@ -102,7 +102,7 @@ class FaceForgeryModule(ForgeryModule):
             raise ValueError(
                 f"RIL centers of shape {tuple(ril.centers.shape)} already trained; the net needs {shape}"
             )
-        log.info(
+        log.debug(  # every build of a non-B4 MAT does this (the loss config is sized for B4): not news
             "RIL centers resized from %s to %s for %s",
             tuple(ril.centers.shape),
             shape,

@@ -22,6 +22,8 @@ from forgery.data.faces.sources import (
 _LAZY = {
     "ExtractSettings": "forgery.data.faces.extract",
     "extract_faces": "forgery.data.faces.extract",
+    "extraction_throughput": "forgery.data.faces.extract",
+    "merge_shards": "forgery.data.faces.extract",
     "FaceBox": "forgery.data.faces.detectors",
     "make_detector": "forgery.data.faces.detectors",
     "register_detector": "forgery.data.faces.detectors",

@@ -139,7 +139,9 @@ class FaceDataModule(pl.LightningDataModule):
             log.warning(
                 "face data %s: listed videos without crops, by split and reason: %s", self.name, counts
             )
-        log.info("face data %s: %s", self.name, {s: d.report for s, d in self.datasets.items()})
+        log.info(
+            "face data %s in %s: %s", self.name, hp.root, {s: d.report for s, d in self.datasets.items()}
+        )
 
     def _check_missing(self, dropped: Mapping[str, Mapping[str, list[str]]]) -> None:
         """``on_error=raise``: listed-but-absent videos stop setup, naming the list and the first keys."""

@@ -1,10 +1,15 @@
 """Face extraction: videos -> sampled frames -> largest face -> square crops (PNG) + ``index.csv``.
 
 Layout under ``out_dir``: ``<key>/<frame:04d>.png`` per face crop, ``<key>/_done.json`` once a video is
-finished (its status, sampled frames and boxes), ``index.csv`` (one row per crop, columns
-:data:`INDEX_COLUMNS`, paths relative to ``out_dir``) and ``report.json`` (per ``<dataset>/<split>``: counts,
-plus the keys of videos missing / unreadable / with zero frames / without a face / shorter than asked).
+finished (its status, sampled frames and boxes, which detection pass found each), ``index.csv`` (one row
+per crop, columns :data:`INDEX_COLUMNS`, paths relative to ``out_dir``) and ``report.json`` (per
+``<dataset>/<split>``: counts, plus the keys of videos missing / unreadable / with zero frames / without a
+face / shorter than asked).
 
+Only the sampled frames are decoded (PyAV, skipping the unreferenced frames in between; :func:`read_frames`).
+A frame's face is looked for in up to four passes (:data:`PASSES`, counted in the report as ``found_by``):
+on the frame shrunk to ``detect_max_side``, on that copy contrast-normalised (CLAHE; dark scenes), then at
+full resolution (small faces in wide shots), plain and normalised. Crops are always cut from the frame itself.
 A frame's largest face is dropped (counted as ``frames_rejected``) when it is a stray detection: far from
 and much smaller than the video's median face (:func:`outlier_faces`), i.e. background picked up on a frame
 where the real face was missed.
@@ -12,16 +17,27 @@ where the real face was missed.
 Every file is written to a temp name and ``os.replace``d, so an interrupted run leaves no half-written PNG,
 marker or index; rerunning skips the videos whose marker and crops exist (same settings) and redoes the rest.
 Each video is processed by one worker of a ``multiprocessing`` pool (``spawn``), with a rich progress bar.
+
+Sharding (``shard=i, num_shards=n``) splits a dataset's videos by a stable hash of their keys
+(:func:`shard_of`); shards may run at once (on one machine or a cluster) into one ``out_dir``: each writes
+its videos and one part file under ``_shards/``, never the shared ``index.csv`` / ``report.json``, which
+:func:`merge_shards` builds afterwards (the same files an unsharded run writes).
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
+import hashlib
 import io
 import json
 import logging
 import multiprocessing as mp
 import os
+import re
+import tempfile
+import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,20 +47,27 @@ import cv2
 import numpy as np
 from rich.progress import track
 
-from forgery.data.faces.detectors import FaceBox, FaceDetector, make_detector
+from forgery.data.faces.detectors import FaceBox, FaceDetector, make_detector, shrink
 from forgery.data.faces.sources import INDEX_COLUMNS, VideoIndex, VideoRecord, list_frames
 
 __all__ = [
     "DONE_MARKER",
     "INDEX_COLUMNS",
+    "PASSES",
     "SAMPLING",
     "ExtractSettings",
     "VideoUnreadableError",
     "extract_faces",
+    "extraction_throughput",
+    "find_faces",
     "largest_face",
+    "merge_shards",
+    "normalise_contrast",
     "outlier_faces",
     "read_frames",
     "sample_indices",
+    "scaled_video_copy",
+    "shard_of",
     "square_crop",
 ]
 
@@ -58,10 +81,16 @@ SAMPLING: dict[str, tuple[int, int, int]] = {
     "test": (20, 5, 500),
 }
 FAILURES: tuple[str, ...] = ("unreadable", "zero_frames", "no_face")
+# Detection passes, in the order they are tried on a frame still without a face (see the module docstring).
+PASSES: tuple[str, ...] = ("detect", "contrast", "full_res", "contrast_full_res")
+# Bumped when the same settings give other crops (v2: the vectorised MTCNN, contrast retries), so a resumed
+# run redoes videos finished by an older extractor instead of mixing crops of both.
+EXTRACTOR_VERSION = 2
+SHARDS_DIR = "_shards"
 
 
 class VideoUnreadableError(RuntimeError):
-    """OpenCV cannot open the video (corrupt, truncated, empty or an unsupported codec)."""
+    """Neither PyAV nor OpenCV can open the video, or decoding it broke off (corrupt, truncated, codec)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +106,12 @@ class ExtractSettings:
     detector_options: Mapping[str, Any] = field(default_factory=dict)
     detect_max_side: int | None = 720
     reject_outliers: bool = True
+    contrast_retry: bool = True
+    batch_size: int = 8  # frames decoded, then detected, at a time (a batch for detectors that take one)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
         for name in ("frames_per_video", "stride", "max_frame", "detect_max_side"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -96,8 +129,9 @@ class ExtractSettings:
         """The settings a finished video was made with (a resumed video must match them)."""
         fpv, stride, max_frame = self.sampling(split)
         d = asdict(self)
-        d.update(frames_per_video=fpv, stride=stride, max_frame=max_frame)
+        d.update(frames_per_video=fpv, stride=stride, max_frame=max_frame, version=EXTRACTOR_VERSION)
         d["detector_options"] = dict(self.detector_options)
+        del d["batch_size"]  # how frames are grouped does not change the crops
         return json.loads(json.dumps(d))
 
 
@@ -106,28 +140,117 @@ def sample_indices(frames_per_video: int, stride: int, max_frame: int) -> list[i
     return list(range(0, max_frame, stride))[:frames_per_video]
 
 
-def read_frames(path: Path, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(frame number, RGB (H, W, 3) uint8)`` for each of ``indices`` the video has.
+class _NotSelectableError(Exception):
+    """The stream cannot be decoded selectively (no timestamps, or decode order far from display order)."""
 
-    ``path`` is a video file (decoded sequentially with ``cv2.VideoCapture``: grabbing is cheap and exact,
-    seeking is neither) or a folder of frames (sorted by name). Stops early at the end of the video.
+
+# Packets whose display position is decided this many packets after they are read: a B-frame stream shows
+# a packet within a few packets of decoding it (x264 <= 16), so its rank among the timestamps is final.
+_REORDER_WINDOW = 32
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """A PyAV frame as RGB (H, W, 3) uint8, as FFmpeg's swscale converts it (BT.601, as OpenCV does).
+
+    4:2:0 frames take swscale's fast path, which gives the same bytes ~3x faster; for others (FF++ c23
+    is 4:4:4) that path is not exact, so they take the default one.
     """
-    wanted = sorted(set(indices))
-    if not wanted:
-        return
-    if path.is_dir():
-        frames = list_frames(path)
-        for i in wanted:
-            if i >= len(frames):
+    if frame.format.name == "yuv420p":
+        return frame.reformat(format="rgb24", interpolation="FAST_BILINEAR").to_ndarray()
+    return frame.to_ndarray(format="rgb24")
+
+
+def _av_frames(container: Any, wanted: list[int], threads: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """PyAV decoding of the frames ``wanted`` (sorted), skipping the non-reference frames nobody wants.
+
+    A frame's number is its rank in display order (as OpenCV counts it), found from the packets'
+    timestamps. Frames that are neither wanted nor referenced by others (most B-frames) are not decoded
+    (``skip_frame=NONREF``, switched per packet); the wanted ones are bit-identical to a full decode.
+    Raises :class:`_NotSelectableError` when timestamps cannot be trusted (frames yielded so far are right).
+    """
+    want = set(wanted)
+    with container:
+        if not container.streams.video:
+            raise VideoUnreadableError(f"{container.name}: no video stream")
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        if threads == 1:
+            cc.thread_type = "NONE"
+        else:
+            cc.thread_type = "AUTO"
+            cc.thread_count = threads or 0
+        seen: list[int] = []  # sorted display timestamps of the packets read so far
+        pending: deque[Any] = deque()
+        decided_pts = -(2**63)  # the largest timestamp whose rank is final
+        done = 0
+
+        def decode(packet: Any) -> Iterator[tuple[int, np.ndarray]]:
+            nonlocal decided_pts
+            if packet is not None:
+                rank = bisect.bisect_left(seen, packet.pts)
+                decided_pts = max(decided_pts, packet.pts)
+                cc.skip_frame = "DEFAULT" if rank in want else "NONREF"
+            for frame in cc.decode(packet):
+                if frame.pts is None:
+                    raise _NotSelectableError("a decoded frame has no timestamp")
+                i = bisect.bisect_left(seen, frame.pts)
+                if i == len(seen) or seen[i] != frame.pts:
+                    raise _NotSelectableError("a decoded frame's timestamp is no packet's")
+                if i in want:
+                    yield i, _rgb(frame)
+
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                raise _NotSelectableError("a packet has no timestamp")
+            if getattr(packet, "is_discard", False):  # before the edit list's start: never displayed
+                continue
+            at = bisect.bisect_left(seen, packet.pts)
+            if packet.pts <= decided_pts or (at < len(seen) and seen[at] == packet.pts):
+                raise _NotSelectableError("timestamps repeat or decode order is far from display order")
+            seen.insert(at, packet.pts)
+            pending.append(packet)
+            if len(pending) > _REORDER_WINDOW:
+                head = pending.popleft()
+                for item in decode(head):
+                    done += 1
+                    yield item
+                if done == len(want) or bisect.bisect_left(seen, head.pts) > wanted[-1] + _REORDER_WINDOW:
+                    break
+        while pending and done < len(want):
+            for item in decode(pending.popleft()):
+                done += 1
+                yield item
+        if done < len(want):
+            for item in decode(None):  # flush the frames the decoder still holds
+                done += 1
+                yield item
+
+
+def _av_sequential(path: Path, wanted: list[int], threads: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """PyAV decoding of every frame in order (numbered by output order) up to the last one wanted."""
+    import av
+
+    want = set(wanted)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "NONE" if threads == 1 else "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i in want:
+                yield i, _rgb(frame)
+            if i >= wanted[-1]:
                 return
-            bgr = cv2.imread(str(frames[i]), cv2.IMREAD_COLOR)
-            if bgr is not None:
-                yield i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return
+
+
+def _cv2_frames(path: Path, wanted: list[int], why: str) -> Iterator[tuple[int, np.ndarray]]:
+    """OpenCV decoding (grab every frame, retrieve the wanted ones): for what PyAV cannot open."""
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise VideoUnreadableError(f"{path}: OpenCV cannot open this video")
+            raise VideoUnreadableError(
+                f"{path}: PyAV cannot open this video ({why}); OpenCV cannot open this video"
+            )
         want = set(wanted)
         for i in range(wanted[-1] + 1):
             try:
@@ -142,6 +265,107 @@ def read_frames(path: Path, indices: Sequence[int]) -> Iterator[tuple[int, np.nd
         cap.release()
 
 
+def read_frames(
+    path: Path, indices: Sequence[int], threads: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame number, RGB (H, W, 3) uint8)`` for each of ``indices`` the video has, in order.
+
+    ``path`` is a video file or a folder of frames (sorted by name). Videos are decoded with PyAV, only as
+    far as the last index and without the unreferenced frames in between (see :func:`_av_frames`; seeking
+    would not help: FF++ / DFDC videos have one keyframe per 250 frames); ``threads`` is the decoder's
+    thread count (``None``: FFmpeg's choice, 1 in extraction workers). Files PyAV cannot open go to
+    OpenCV. Stops early at the end of the video; raises :class:`VideoUnreadableError` when nothing can open
+    the file or decoding breaks off.
+    """
+    import av
+
+    wanted = sorted(set(indices))
+    if not wanted:
+        return
+    path = Path(path)
+    if path.is_dir():
+        frames = list_frames(path)
+        for i in wanted:
+            if i >= len(frames):
+                return
+            bgr = cv2.imread(str(frames[i]), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                yield i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return
+    try:
+        container = av.open(str(path))
+    except Exception as e:  # not a container FFmpeg knows (or not a file at all)
+        yield from _cv2_frames(path, wanted, str(e))
+        return
+    last = -1
+    try:
+        try:
+            for i, rgb in _av_frames(container, wanted, threads):
+                last = i
+                yield i, rgb
+        except _NotSelectableError as e:
+            log.debug("%s: decoding every frame (%s)", path, e)
+            rest = [i for i in wanted if i > last]
+            for i, rgb in _av_sequential(path, rest, threads) if rest else ():
+                last = i
+                yield i, rgb
+    except av.error.FFmpegError as e:
+        raise VideoUnreadableError(f"{path}: decoding failed after frame {last} ({e})") from e
+
+
+def normalise_contrast(rgb: np.ndarray, clip: float = 4.0, tiles: int = 8) -> np.ndarray:
+    """``rgb`` with CLAHE on its CIELAB lightness (``tiles`` x ``tiles`` regions, clip limit ``clip``).
+
+    For detection only: it lifts faces out of dark or flat scenes (a DFDC-style video at mean luminance ~35)
+    while keeping colours; crops are cut from the original frame.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def _largest(detector: FaceDetector, rgb: np.ndarray) -> FaceBox | None:
+    """The detector's largest face; detectors with a ``largest`` method (MTCNN) may stop early."""
+    if hasattr(detector, "largest"):
+        return detector.largest(rgb)
+    boxes = detector(rgb)
+    return max(boxes, key=lambda b: b.area) if boxes else None
+
+
+def _largest_many(
+    detector: FaceDetector, images: list[np.ndarray], factors: list[float]
+) -> list[FaceBox | None]:
+    """The largest face of each image as the detector finds it in the image shrunk by its factor.
+
+    Boxes are in the given images' pixels. A detector with ``largest_batch(images)`` (e.g. on a GPU) gets
+    the shrunk copies in one call; one with ``largest(rgb, shrink=f)`` (MTCNN, whose image pyramid makes
+    shrinking the same as a larger minimum face) gets the images themselves, saving a full-frame resize.
+    """
+    if hasattr(detector, "largest_batch"):
+        small = [_shrunk(im, f) for im, f in zip(images, factors)]
+        return [
+            None if b is None else b if f == 1 else b.scaled(1.0 / f)
+            for b, f in zip(detector.largest_batch(small), factors)
+        ]
+    if getattr(detector, "detects_shrunk", False):
+        return [detector.largest(im, shrink=f) for im, f in zip(images, factors)]
+    out = []
+    for im, f in zip(images, factors):
+        box = _largest(detector, _shrunk(im, f))
+        out.append(box if box is None or f == 1 else box.scaled(1.0 / f))
+    return out
+
+
+def _shrink_factor(shape: tuple[int, ...], detect_max_side: int | None) -> float:
+    h, w = shape[:2]
+    return detect_max_side / max(h, w) if detect_max_side is not None and max(h, w) > detect_max_side else 1.0
+
+
+def _shrunk(rgb: np.ndarray, f: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return shrink(rgb, max(1, round(w * f)), max(1, round(h * f))) if f < 1 else rgb
+
+
 def largest_face(
     detector: FaceDetector, rgb: np.ndarray, detect_max_side: int | None = None
 ) -> FaceBox | None:
@@ -150,15 +374,42 @@ def largest_face(
     With ``detect_max_side`` the detector first sees a copy shrunk to that longest side (faster on HD video)
     and, only if that finds nothing, the full frame (small or tilted faces, e.g. DFDC portrait videos).
     """
-    h, w = rgb.shape[:2]
-    boxes: list[FaceBox] = []
-    if detect_max_side is not None and max(h, w) > detect_max_side:
-        f = detect_max_side / max(h, w)
-        small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        boxes = [b.scaled(1.0 / f) for b in detector(small)]
-    if not boxes:
-        boxes = detector(rgb)
-    return max(boxes, key=lambda b: b.area) if boxes else None
+    f = _shrink_factor(rgb.shape, detect_max_side)
+    if f < 1 and (box := _largest_many(detector, [rgb], [f])[0]) is not None:
+        return box
+    return _largest(detector, rgb)
+
+
+def find_faces(
+    detector: FaceDetector, frames: Sequence[np.ndarray], settings: ExtractSettings
+) -> list[tuple[FaceBox | None, str | None]]:
+    """Each frame's largest face (in its pixels) and the pass of :data:`PASSES` that found it.
+
+    Every pass runs on the frames the earlier ones left without a face, as one batch: the frame shrunk to
+    ``settings.detect_max_side`` (``detect``), the same contrast-normalised (``contrast``, when
+    ``settings.contrast_retry``), then the full frame (``full_res``) and its normalised copy
+    (``contrast_full_res``); the full-resolution passes only for frames that were shrunk.
+    """
+    factors = [_shrink_factor(fr.shape, settings.detect_max_side) for fr in frames]
+    normalised: dict[int, np.ndarray] = {}
+    out: list[tuple[FaceBox | None, str | None]] = [(None, None)] * len(frames)
+    for name in PASSES:
+        contrast, full = name.startswith("contrast"), name.endswith("full_res")
+        if contrast and not settings.contrast_retry:
+            continue
+        todo = [i for i, (box, _) in enumerate(out) if box is None and (not full or factors[i] < 1)]
+        if not todo:
+            continue
+        if contrast:
+            for i in todo:
+                if i not in normalised:
+                    normalised[i] = normalise_contrast(frames[i])
+        images = [normalised[i] if contrast else frames[i] for i in todo]
+        boxes = _largest_many(detector, images, [1.0 if full else factors[i] for i in todo])
+        for i, box in zip(todo, boxes):
+            if box is not None:
+                out[i] = (box, name)
+    return out
 
 
 def square_crop(image: np.ndarray, box: FaceBox, scale: float = 1.3, size: int | None = None) -> np.ndarray:
@@ -244,6 +495,7 @@ def _init_worker(settings: ExtractSettings, threads: int | None) -> None:
         cv2.setNumThreads(threads)
     _WORKER["detector"] = make_detector(settings.detector, **settings.detector_options)
     _WORKER["settings"] = settings
+    _WORKER["threads"] = threads
 
 
 def _resumable(vdir: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
@@ -261,37 +513,81 @@ def _resumable(vdir: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
     return done
 
 
+def _batches(
+    frames: Iterator[tuple[int, np.ndarray]], size: int, timing: dict[str, float]
+) -> Iterator[tuple[list[tuple[int, np.ndarray]], VideoUnreadableError | None]]:
+    """``frames`` in lists of ``size``; a decoding error ends the stream with the frames read before it."""
+    while True:
+        batch: list[tuple[int, np.ndarray]] = []
+        t = time.perf_counter()
+        try:
+            for item in frames:
+                batch.append(item)
+                if len(batch) == size:
+                    break
+        except VideoUnreadableError as e:
+            timing["decode"] += time.perf_counter() - t
+            yield batch, e
+            return
+        timing["decode"] += time.perf_counter() - t
+        if batch:
+            yield batch, None
+        if len(batch) < size:
+            return
+
+
 def process_video(record: VideoRecord, out_dir: Path, overwrite: bool = False) -> dict[str, Any]:
-    """Crop the faces of one video (in a worker set up by ``_init_worker``); returns its marker dict."""
+    """Crop the faces of one video (in a worker set up by ``_init_worker``); returns its marker dict.
+
+    The returned dict also holds ``resumed`` and ``timing`` (seconds spent decoding, detecting, cropping
+    and writing), which the marker file does not.
+    """
     settings: ExtractSettings = _WORKER["settings"]
     detector: FaceDetector = _WORKER["detector"]
     vdir = out_dir / record.key
     signature = settings.signature(record.split)
+    timing = {"decode": 0.0, "detect": 0.0, "write": 0.0}
     if not overwrite and (done := _resumable(vdir, signature)) is not None:
-        return {**done, "resumed": True}
+        return {**done, "resumed": True, "timing": timing}
     _clear_video_dir(vdir)
     fpv, stride, max_frame = settings.sampling(record.split)
     planned = sample_indices(fpv, stride, max_frame)
     result: dict[str, Any] = {"key": record.key, "frames_planned": len(planned), "settings": signature}
     sampled, found = 0, []
-    try:
-        for idx, rgb in read_frames(record.path, planned):
-            sampled += 1
-            try:
-                box = largest_face(detector, rgb, settings.detect_max_side)
-            except Exception as e:
-                raise RuntimeError(f"{record.path}: face detector failed on frame {idx} ({e})") from e
+    frames = read_frames(record.path, planned, threads=_WORKER.get("threads"))
+    for batch, error in _batches(frames, settings.batch_size, timing):
+        sampled += len(batch)
+        t = time.perf_counter()
+        try:
+            hits = find_faces(detector, [rgb for _, rgb in batch], settings)
+        except Exception as e:
+            raise RuntimeError(
+                f"{record.path}: face detector failed on frames {[i for i, _ in batch]} ({e})"
+            ) from e
+        for (idx, rgb), (box, how) in zip(batch, hits):
             if box is not None:
-                found.append((idx, box, square_crop(rgb, box, settings.scale, settings.size)))
-    except VideoUnreadableError as e:
-        if sampled == 0:
-            # Not marked done: an unreadable file is often a partial download, worth retrying next run.
-            return {**result, "status": "unreadable", "error": str(e), "frames_sampled": 0, "faces": []}
-        result["error"] = str(e)  # broke off mid-video: keep what was decoded (reported as short)
-    stray = outlier_faces([b for _, b, _ in found]) if settings.reject_outliers else [False] * len(found)
+                found.append((idx, box, how, square_crop(rgb, box, settings.scale, settings.size)))
+        timing["detect"] += time.perf_counter() - t
+        if error is not None:
+            if sampled == 0:
+                # Not marked done: an unreadable file is often a partial download, worth retrying next run.
+                return {
+                    **result,
+                    **{"status": "unreadable", "error": str(error), "frames_sampled": 0, "faces": []},
+                    "timing": timing,
+                }
+            result["error"] = str(error)  # broke off mid-video: keep what was decoded (reported as short)
+    t = time.perf_counter()
+    boxes = [b for _, b, _, _ in found]
+    stray = outlier_faces(boxes) if settings.reject_outliers else [False] * len(found)
     faces, rejected = [], []
-    for (idx, box, crop), out in zip(found, stray):
-        entry = {"frame": idx, "box": [round(v, 1) for v in (box.x, box.y, box.w, box.h)], "score": box.score}
+    for (idx, box, how, crop), out in zip(found, stray):
+        entry = {
+            "frame": idx,
+            "box": [round(v, 1) for v in (box.x, box.y, box.w, box.h)],
+            "score": box.score,
+            "found_by": how,
+        }
         if out:
             rejected.append(entry)
             continue
@@ -303,12 +599,41 @@ def process_video(record: VideoRecord, out_dir: Path, overwrite: bool = False) -
     result["short"] = 0 < sampled < len(planned)
     vdir.mkdir(parents=True, exist_ok=True)
     _write_json(vdir / DONE_MARKER, result)
-    return {**result, "resumed": False}
+    timing["write"] += time.perf_counter() - t
+    return {**result, "resumed": False, "timing": timing}
 
 
 def _run_one(args: tuple[VideoRecord, Path, bool]) -> tuple[VideoRecord, dict[str, Any]]:
     record, out_dir, overwrite = args
     return record, process_video(record, out_dir, overwrite)
+
+
+def _run_videos(
+    records: Sequence[VideoRecord],
+    out_dir: Path,
+    settings: ExtractSettings,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    desc: str,
+) -> list[tuple[VideoRecord, dict[str, Any]]]:
+    """Process ``records`` (in this process or a pool); results in the order of ``records``."""
+    tasks = [(rec, out_dir, overwrite) for rec in records]
+    results: list[tuple[VideoRecord, dict[str, Any]]] = []
+    if workers <= 1 or len(tasks) <= 1:
+        _init_worker(settings, None)
+        for task in track(tasks, description=desc, disable=not progress):
+            results.append(_run_one(task))
+    else:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(settings, 1)) as pool:
+            it = pool.imap_unordered(_run_one, tasks)
+            results.extend(track(it, description=desc, total=len(tasks), disable=not progress))
+    order = {rec.key: i for i, rec in enumerate(records)}
+    results.sort(key=lambda t: order[t[0].key])
+    for _, r in results:
+        r.pop("timing", None)
+    return results
 
 
 # --------------------------------------------------------------------------------------------- index
@@ -349,6 +674,10 @@ def _build_report(
         by_status[r["status"]].append(rec.key)
     sampled = sum(r["frames_sampled"] for _, r in results)
     with_face = sum(len(r["faces"]) for _, r in results)
+    found_by = {p: 0 for p in PASSES}
+    for _, r in results:
+        for f in r["faces"]:
+            found_by[f.get("found_by") or "detect"] += 1
     per_dataset: dict[str, dict[str, Any]] = {}
     for rec, r in results:
         d = per_dataset.setdefault(rec.dataset, {"videos": 0, "frames_sampled": 0, "frames_with_face": 0})
@@ -368,6 +697,7 @@ def _build_report(
         "frames_sampled": sampled,
         "frames_with_face": with_face,
         "face_rate": with_face / sampled if sampled else None,
+        "found_by": found_by,
         "frames_rejected": sum(len(r.get("rejected", [])) for _, r in results),
         "missing": _names(list(missing)),
         **{s: _names(by_status[s]) for s in FAILURES},
@@ -379,48 +709,17 @@ def _build_report(
     }
 
 
-def extract_faces(
-    videos: VideoIndex | Sequence[VideoRecord],
-    out_dir: str | Path,
-    settings: ExtractSettings | None = None,
-    workers: int = 1,
-    overwrite: bool = False,
-    progress: bool = True,
-    name: str | None = None,
+def _finish(
+    out_dir: Path,
+    label: str,
+    results: list[tuple[VideoRecord, dict[str, Any]]],
+    missing: list[str],
+    skipped: Mapping[str, list[str]],
+    settings: ExtractSettings,
 ) -> dict[str, Any]:
-    """Extract face crops of ``videos`` into ``out_dir``; returns the report (also merged into report.json).
-
-    ``index.csv`` and ``report.json`` are merged with earlier runs into the same ``out_dir`` (rows of the
-    videos processed now replace theirs; a report per ``<dataset>/<split>``), so train and test may share one
-    folder; ``name`` labels this run's report (default: ``<dataset>/<split>`` of the records). ``workers``
-    <= 1 runs in this process. Don't run two extractions into one folder at once.
-    """
-    settings = settings or ExtractSettings()
-    if isinstance(videos, VideoIndex):
-        records, missing, skipped = videos.videos, videos.missing, videos.skipped
-    else:
-        records, missing, skipped = list(videos), [], {}
-    VideoIndex(list(records), [])  # checks the keys are unique
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Merge ``results`` into ``out_dir``'s index.csv and report.json (as ``label``); returns the report."""
     for stale in out_dir.glob(".*.tmp-*"):  # index/report temp files of an interrupted run
-        stale.unlink()
-
-    tasks = [(rec, out_dir, overwrite) for rec in records]
-    results: list[tuple[VideoRecord, dict[str, Any]]] = []
-    desc = f"faces -> {out_dir}"
-    if workers <= 1 or len(tasks) <= 1:
-        _init_worker(settings, None)
-        for task in track(tasks, description=desc, disable=not progress):
-            results.append(_run_one(task))
-    else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(settings, 1)) as pool:
-            it = pool.imap_unordered(_run_one, tasks)
-            results.extend(track(it, description=desc, total=len(tasks), disable=not progress))
-    order = {rec.key: i for i, rec in enumerate(records)}
-    results.sort(key=lambda t: order[t[0].key])
-
+        stale.unlink(missing_ok=True)
     index_path = out_dir / "index.csv"
     done_keys = {rec.key for rec, _ in results}
     rows: list[dict[str, Any]] = [r for r in _read_index(index_path) if r["key"] not in done_keys]
@@ -443,19 +742,19 @@ def extract_faces(
 
     report = _build_report(results, list(missing), skipped, settings)
     report["index_csv"] = str(index_path)
-    label = name or "+".join(sorted({f"{r.dataset}/{r.split}" for r in records})) or "unnamed"
     report_path = out_dir / "report.json"
     merged = json.loads(report_path.read_text()) if report_path.is_file() else {}
     merged[label] = report
     _write_json(report_path, merged)
     log.info(
-        "%s: %d/%d videos with faces, %d/%d sampled frames with a face; missing %d, unreadable %d, "
-        "zero frames %d, no face %d (report: %s)",
+        "%s: %d/%d videos with faces, %d/%d sampled frames with a face (found by %s); missing %d, "
+        "unreadable %d, zero frames %d, no face %d (report: %s)",
         label,
         report["videos_with_faces"],
         report["videos_processed"],
         report["frames_with_face"],
         report["frames_sampled"],
+        report["found_by"],
         report["missing"]["count"],
         report["unreadable"]["count"],
         report["zero_frames"]["count"],
@@ -463,3 +762,283 @@ def extract_faces(
         report_path,
     )
     return report
+
+
+# -------------------------------------------------------------------------------------------- shards
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard (``0 .. num_shards - 1``) of video ``key``: its SHA-1 modulo ``num_shards``.
+
+    Depends on the key alone (not on list order, the machine or Python's hash seed), so every shard of a
+    cluster run agrees and a video keeps its shard when others are added or missing.
+    """
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def _shard_dir(out_dir: Path, label: str) -> Path:
+    return out_dir / SHARDS_DIR / re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+
+
+def _shard_file(out_dir: Path, label: str, shard: int, num_shards: int) -> Path:
+    return _shard_dir(out_dir, label) / f"shard-{shard:05d}-of-{num_shards:05d}.json"
+
+
+def _record_json(rec: VideoRecord) -> dict[str, Any]:
+    return {**asdict(rec), "path": str(rec.path)}
+
+
+def _write_shard(
+    out_dir: Path,
+    label: str,
+    shard: int,
+    num_shards: int,
+    order: Mapping[str, int],
+    results: list[tuple[VideoRecord, dict[str, Any]]],
+    missing: list[str],
+    skipped: Mapping[str, list[str]],
+    settings: ExtractSettings,
+) -> Path:
+    """One shard's part file: its videos' results (with their position in the dataset), missing, skipped."""
+    path = _shard_file(out_dir, label, shard, num_shards)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for other in path.parent.glob("shard-*.json"):  # parts of a run with another shard count
+        if not other.name.endswith(f"-of-{num_shards:05d}.json"):
+            other.unlink(missing_ok=True)
+    part = {
+        "name": label,
+        "shard": shard,
+        "num_shards": num_shards,
+        "settings": {**asdict(settings), "detector_options": dict(settings.detector_options)},
+        "videos": [{"order": order[rec.key], "record": _record_json(rec), "result": r} for rec, r in results],
+        "missing": [[order[k], k] for k in missing],
+        "skipped": {reason: [[order[k], k] for k in keys] for reason, keys in skipped.items()},
+    }
+    _write_json(path, part)
+    return path
+
+
+def merge_shards(out_dir: str | Path, name: str | None = None) -> dict[str, dict[str, Any]]:
+    """Build ``out_dir``'s index.csv and report.json from the shard part files; returns ``{label: report}``.
+
+    Merges every run label found under ``_shards/`` (or only ``name``). All ``num_shards`` parts of a label
+    must be there with the same settings (else a ``ValueError`` names what is missing or differs); the
+    result is what one unsharded run of the same videos writes. Run it once the shards are done (it is the
+    only step that writes the shared files); it can be rerun, e.g. after a failed shard was redone.
+    """
+    out_dir = Path(out_dir)
+    parts: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in sorted((out_dir / SHARDS_DIR).glob("*/shard-*.json")):
+        try:
+            part = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a valid shard part file ({e})") from e
+        parts.setdefault(part["name"], []).append((path, part))
+    if name is not None:
+        if name not in parts:
+            raise ValueError(f"{out_dir / SHARDS_DIR}: no shard parts for {name!r} (found {sorted(parts)})")
+        parts = {name: parts[name]}
+    if not parts:
+        raise ValueError(f"{out_dir / SHARDS_DIR}: no shard part files to merge")
+    reports = {}
+    for label, group in parts.items():
+        counts = {p["num_shards"] for _, p in group}
+        if len(counts) > 1:
+            raise ValueError(
+                f"{label}: shard parts of different shard counts {sorted(counts)}: {group[0][0].parent}"
+            )
+        n = counts.pop()
+        have = {p["shard"] for _, p in group}
+        absent = [i for i in range(n) if i not in have]
+        if absent:
+            raise ValueError(
+                f"{label}: shard(s) {absent} of {n} have not finished (no "
+                f"{_shard_file(out_dir, label, absent[0], n).name} in {group[0][0].parent})"
+            )
+        settings_seen = {json.dumps(p["settings"], sort_keys=True) for _, p in group}
+        if len(settings_seen) > 1:
+            raise ValueError(f"{label}: shard parts made with different settings in {group[0][0].parent}")
+        settings = ExtractSettings(**group[0][1]["settings"])
+        videos = sorted((v for _, p in group for v in p["videos"]), key=lambda v: v["order"])
+        results = [
+            (VideoRecord(**{**v["record"], "path": Path(v["record"]["path"])}), v["result"]) for v in videos
+        ]
+        missing = [k for _, k in sorted(m for _, p in group for m in p["missing"])]
+        reasons = sorted({r for _, p in group for r in p["skipped"]})
+        skipped = {
+            r: [k for _, k in sorted(s for _, p in group for s in p["skipped"].get(r, []))] for r in reasons
+        }
+        reports[label] = _finish(out_dir, label, results, missing, skipped, settings)
+    return reports
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+
+def extract_faces(
+    videos: VideoIndex | Sequence[VideoRecord],
+    out_dir: str | Path,
+    settings: ExtractSettings | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    name: str | None = None,
+    shard: int | None = None,
+    num_shards: int = 1,
+) -> dict[str, Any]:
+    """Extract face crops of ``videos`` into ``out_dir``; returns the report (also merged into report.json).
+
+    ``index.csv`` and ``report.json`` are merged with earlier runs into the same ``out_dir`` (rows of the
+    videos processed now replace theirs; a report per ``<dataset>/<split>``), so train and test may share one
+    folder; ``name`` labels this run's report (default: ``<dataset>/<split>`` of the records). ``workers``
+    <= 1 runs in this process. Don't run two unsharded extractions into one folder at once.
+
+    With ``num_shards > 1`` only the videos of shard ``shard`` (:func:`shard_of`) are processed and, instead
+    of index.csv / report.json, a part file is written under ``_shards/`` (shards may run concurrently);
+    :func:`merge_shards` then builds the shared files. The returned report covers this shard's videos.
+    """
+    settings = settings or ExtractSettings()
+    if isinstance(videos, VideoIndex):
+        records, missing, skipped = list(videos.videos), list(videos.missing), dict(videos.skipped)
+    else:
+        records, missing, skipped = list(videos), [], {}
+    VideoIndex(list(records), [])  # checks the keys are unique
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"num_shards must be a positive int, got {num_shards!r}")
+    sharded = num_shards > 1
+    if sharded and not (isinstance(shard, int) and 0 <= shard < num_shards):
+        raise ValueError(
+            f"shard must be an int in [0, {num_shards}) with num_shards={num_shards}, got {shard!r}"
+        )
+    if not sharded and shard not in (None, 0):
+        raise ValueError(f"shard={shard} needs num_shards > {shard}")
+    label = name or "+".join(sorted({f"{r.dataset}/{r.split}" for r in records})) or "unnamed"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    desc = f"faces -> {out_dir}"
+    if sharded:
+        order = {
+            k: i
+            for i, k in enumerate(
+                [r.key for r in records] + missing + [k for v in skipped.values() for k in v]
+            )
+        }
+        mine = lambda key: shard_of(key, num_shards) == shard  # noqa: E731
+        records = [r for r in records if mine(r.key)]
+        missing = [k for k in missing if mine(k)]
+        skipped = {reason: [k for k in keys if mine(k)] for reason, keys in skipped.items()}
+        desc += f" (shard {shard}/{num_shards})"
+    results = _run_videos(records, out_dir, settings, workers, overwrite, progress, desc)
+    if not sharded:
+        return _finish(out_dir, label, results, missing, skipped, settings)
+    part = _write_shard(out_dir, label, shard, num_shards, order, results, missing, skipped, settings)
+    report = _build_report(results, missing, skipped, settings)
+    report["shard_file"] = str(part)
+    log.info(
+        "%s shard %d/%d: %d/%d videos with faces, %d/%d sampled frames with a face (part: %s; run "
+        "merge_shards / merge=true when all shards are done)",
+        label,
+        shard,
+        num_shards,
+        report["videos_with_faces"],
+        report["videos_processed"],
+        report["frames_with_face"],
+        report["frames_sampled"],
+        part,
+    )
+    return report
+
+
+def scaled_video_copy(
+    src: str | Path, dst: str | Path, height: int = 1080, frames: int | None = None, crf: int = 23
+) -> Path:
+    """Write ``src`` (its first ``frames`` frames) resized to ``height`` rows as H.264 ``dst`` (an .mp4).
+
+    For benchmarks without a 1080p sample (e.g. a shared 720p FF++ video upscaled): encoded as x264 encodes
+    FF++ / DFDC (B-frames, a keyframe per 250 frames, 4:2:0), at ``crf``; the width keeps the aspect ratio
+    (rounded to even). Written to a temp name, then renamed.
+    """
+    import av
+
+    src, dst = Path(src), Path(dst)
+    with av.open(str(src)) as c:
+        fps = c.streams.video[0].average_rate or 25
+        n = frames if frames is not None else sum(1 for _ in c.demux(c.streams.video[0]))
+    tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
+    with av.open(str(tmp), "w") as out:
+        stream = None
+        for _, rgb in read_frames(src, range(n)):
+            h, w = rgb.shape[:2]
+            size = (2 * round(w * height / h / 2), height)
+            if stream is None:
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height = size
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "g": "250", "bframes": "3"}
+            interp = cv2.INTER_CUBIC if height > h else cv2.INTER_AREA
+            frame = av.VideoFrame.from_ndarray(cv2.resize(rgb, size, interpolation=interp), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        if stream is None:
+            raise VideoUnreadableError(f"{src}: no frames to copy")
+        for packet in stream.encode():
+            out.mux(packet)
+    os.replace(tmp, dst)
+    return dst
+
+
+def extraction_throughput(
+    video: str | Path,
+    settings: ExtractSettings | None = None,
+    split: str = "test",
+    threads: int | None = 1,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Frames per second of one extraction worker on ``video`` (decode, detect, crop, write PNGs).
+
+    Runs the worker's per-video work ``repeats`` times into a temp folder (nothing resumed) with ``threads``
+    decoder / OpenCV threads (1, as in an extraction pool; ``None``: the libraries' choice) after building
+    the detector and one warm-up detection, and reports the best repeat: ``frames`` (sampled, per
+    ``split``'s preset unless ``settings`` fix it), ``seconds``, ``frames_per_s``, the process's CPU time
+    (``cpu_seconds``, ``frames_per_cpu_s``: with one thread, the rate on an idle core even when the machine
+    is shared), the seconds spent in ``decode`` / ``detect`` / ``write``, the frames with a face and
+    ``found_by``, plus the video's size.
+    """
+    settings = settings or ExtractSettings()
+    video = Path(video)
+    _init_worker(settings, threads)
+    _largest(_WORKER["detector"], np.zeros((64, 64, 3), np.uint8))  # lazy initialisation of the nets
+    record = VideoRecord(f"bench/{video.stem}", video, 0, "bench", "bench", "na", split)
+    best: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(max(1, repeats)):
+            t, cpu = time.perf_counter(), time.process_time()
+            r = process_video(record, Path(tmp), overwrite=True)
+            seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+            if best is None or seconds < best["seconds"]:
+                best = {"seconds": seconds, "cpu_seconds": cpu, "result": r}
+    assert best is not None
+    r = best["result"]
+    if r["status"] == "unreadable":
+        raise VideoUnreadableError(r["error"])
+    h, w = next(read_frames(video, [0]))[1].shape[:2]
+    found_by = {p: 0 for p in PASSES}
+    for f in r["faces"]:
+        found_by[f["found_by"]] += 1
+    return {
+        "video": str(video),
+        "width": w,
+        "height": h,
+        "threads": threads,
+        "frames": r["frames_sampled"],
+        "seconds": best["seconds"],
+        "frames_per_s": r["frames_sampled"] / best["seconds"] if best["seconds"] > 0 else None,
+        "cpu_seconds": best["cpu_seconds"],
+        "frames_per_cpu_s": r["frames_sampled"] / best["cpu_seconds"] if best["cpu_seconds"] > 0 else None,
+        "decode_s": r["timing"]["decode"],
+        "detect_s": r["timing"]["detect"],
+        "write_s": r["timing"]["write"],
+        "frames_with_face": len(r["faces"]),
+        "found_by": found_by,
+    }

@@ -115,6 +115,7 @@ class SplicingDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.records:
             return
+        tag = None
         if self.name == SYNTH:
             tag = build_splicing_synth(self.root, **self.synth)
             self.records = {
@@ -139,7 +140,8 @@ class SplicingDataModule(pl.LightningDataModule):
                 on_error=hp.on_error,
             )
         sizes = {s: len(r) for s, r in self.records.items()}
-        log.info("splicing data %s (test: %s): %s", self.name, self.test_name, sizes)
+        where = tag if self.name == SYNTH else self.root
+        log.info("splicing data %s in %s (test: %s): %s", self.name, where, self.test_name, sizes)
 
     def _loader(self, split: str) -> DataLoader:
         if not self.records.get(split):
