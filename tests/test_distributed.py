@@ -71,6 +71,10 @@ def test_two_process_eval_equals_one_process(tiny_ckpt: Path, tmp_path: Path) ->
         if value is None:
             continue
         assert two["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    # bootstrap intervals: the per-sample data gathered from both ranks, resampled in a canonical order
+    assert one["intervals"] and one["intervals"].keys() == two["intervals"].keys()
+    for key, value in one["intervals"].items():
+        assert two["intervals"][key] == pytest.approx(value, abs=1e-6), key
 
 
 def test_two_process_frame_and_video_metrics_equal_one_process(faces_ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -89,6 +93,10 @@ def test_two_process_frame_and_video_metrics_equal_one_process(faces_ckpt: Path,
         if value is None:
             continue
         assert two["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    # bootstrap intervals: the per-sample data gathered from both ranks, resampled in a canonical order
+    assert one["intervals"] and one["intervals"].keys() == two["intervals"].keys()
+    for key, value in one["intervals"].items():
+        assert two["intervals"][key] == pytest.approx(value, abs=1e-6), key
 
 
 # --- training: RIL centers under 2-process DDP equal a 1-process run over the same global batches ---

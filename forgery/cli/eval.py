@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from forgery.cli import hydra_app
 from forgery.data.manifest import manifest_summary, write_split_manifests
+from forgery.metrics.card import report_blocks
 from forgery.modules import check_task, load_module
 from forgery.utils.instantiate import instantiate_loggers
 from forgery.utils.run import extras, overridden, to_floats, write_json
@@ -78,6 +79,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     apply_tiling(module, cfg.get("eval_tile"), cfg.get("eval_tile_overlap"))
     perturbation = hydra.utils.instantiate(cfg.perturb) if cfg.get("perturb") else None
     module.set_perturbation(perturbation)
+    module.set_metric_options(cfg.get("metrics"))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=[])
     results = trainer.test(module, datamodule=datamodule)
@@ -91,7 +93,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 "split": "test",
                 "size": len(datamodule.records["test"]),
                 "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-                "metrics": metrics,
+                **report_blocks(
+                    module,
+                    datamodule,
+                    metrics,
+                    checkpoint=str(cfg.ckpt_path),
+                    splits=manifest_summary(cfg.paths.output_dir),
+                    perturbation=perturbation.describe() if perturbation is not None else None,
+                ),
                 "perturbation": perturbation.describe() if perturbation is not None else {"name": "none"},
                 "splits": manifest_summary(cfg.paths.output_dir),
             },

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
 from forgery.data.manifest import manifest_summary, write_split_manifests
+from forgery.metrics.card import checkpoint_selection, report_blocks
 from forgery.modules import build_module, check_task
 from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from forgery.utils.run import extras, resolve_ckpt_path, to_floats, write_json
@@ -38,10 +39,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = build_module(cfg.model, cfg.loss, cfg.get("augmentation"))
     check_task(model, datamodule)
+    model.set_metric_options(cfg.get("metrics"))
     model.build_config["data"] = {"name": cfg.data.get("name"), "image_size": cfg.data.get("image_size")}
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    model.build_config["selection"] = checkpoint_selection(trainer)  # into checkpoints: the metric card
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -85,7 +88,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     "split": "test",
                     "size": len(datamodule.records["test"]),
                     "checkpoint": ckpt,
-                    "metrics": test_metrics,
+                    **report_blocks(
+                        model, datamodule, test_metrics, checkpoint=ckpt, splits=manifest_summary(output_dir)
+                    ),
                     # the last validation epoch's metrics of this run (what a training sweep compares)
                     "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val/")},
                     "splits": manifest_summary(output_dir),

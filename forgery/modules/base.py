@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 import forgery
 from forgery.errors import ConfigError
+from forgery.metrics.options import MetricOptions
 from forgery.utils.seeding import step_rng
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class ForgeryModule(pl.LightningModule):
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         # robustness perturbation of test images (forgery-eval's perturb=); no state, not in checkpoints
         self.perturbation: nn.Module | None = None
+        # evaluation protocol (``metrics:`` config) and the bootstrap intervals of the last test epoch
+        self.metric_options = MetricOptions()
+        self.test_intervals: dict[str, tuple[float | None, float | None]] = {}
 
     def set_perturbation(self, perturbation: nn.Module | None) -> None:
         """Sets the perturbation applied to test images (:mod:`forgery.augment.perturb`); None removes it."""
@@ -66,6 +70,26 @@ class ForgeryModule(pl.LightningModule):
         if p is None or p.is_identity or self._trainer is None or not self.trainer.testing:
             return
         batch["image"] = p(batch["image"], batch.get("index"))
+
+    def build_metrics(self, stage: str) -> nn.Module:
+        """The metric collection of ``stage`` (``val`` | ``test``) under ``metric_options``."""
+        raise NotImplementedError
+
+    def set_metric_options(self, options: Any) -> None:
+        """Sets the evaluation protocol (the ``metrics:`` config, a mapping or
+        :class:`~forgery.metrics.options.MetricOptions`) and rebuilds ``val_metrics`` / ``test_metrics``."""
+        self.metric_options = MetricOptions.from_config(options)
+        self.val_metrics = self.build_metrics("val")
+        self.test_metrics = self.build_metrics("test")
+
+    def collect_intervals(self, stage: str, metrics: Any) -> None:
+        """Bootstrap intervals of the test metrics into ``test_intervals`` (``test/<name>`` keys, for
+        metrics.json); call after ``compute()`` and before ``reset()``. Other stages: nothing."""
+        spec = self.metric_options.bootstrap
+        if stage != "test":
+            return
+        values = metrics.intervals(spec.n, spec.seed, spec.level) if spec.n else {}
+        self.test_intervals = {f"{stage}/{k}": v for k, v in values.items()}
 
     def count_skipped(self, batch: dict, stage: str) -> bool:
         """Counts the batch's samples skipped by ``data.on_error=skip`` (``n_skipped`` from
@@ -204,7 +228,8 @@ def load_module(path: str | Path, kind: str | None = None, map_location: str = "
         model_cfg["init_from"] = None  # the checkpoint's own weights follow; the init file may be gone
     module = build_module(model_cfg, cfg["loss"], cfg.get("augmentation"))
     module.load_state_dict(ckpt["state_dict"])
-    module.build_config["data"] = cfg.get("data")  # the size and data it was trained on
+    # what train added: the size and data it was trained on, how the checkpoint was selected
+    module.build_config = {**cfg, **module.build_config}
     return module
 
 

@@ -72,11 +72,25 @@ class FaceForgeryModule(ForgeryModule):
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
         self._fit_ril_to_net()
-        self.val_metrics = DetectionMetrics(threshold=threshold)
-        self.test_metrics = DetectionMetrics(threshold=threshold)
+        self.val_metrics = self.build_metrics("val")
+        self.test_metrics = self.build_metrics("test")
+        # (frame, video) thresholds maximising balanced accuracy on validation, carried to test: saved in
+        # checkpoints, so forgery-eval reports at them too (NaN until a validation epoch has run)
+        self.register_buffer("val_thresholds", torch.full((2,), float("nan"), dtype=torch.float64))
+        self._register_load_state_dict_pre_hook(_default_val_thresholds)
         self._vis: list[dict[str, Tensor]] = []
         if init_from:
             self.init_from_checkpoint(init_from)
+
+    def build_metrics(self, stage: str) -> DetectionMetrics:
+        """Detection metrics under ``metric_options`` (video aggregation, ECE bins)."""
+        opts = self.metric_options
+        return DetectionMetrics(
+            threshold=self.hparams.threshold,
+            aggregation=opts.video_aggregation,
+            topk=opts.video_topk,
+            ece_bins=opts.ece_bins,
+        )
 
     def _fit_ril_to_net(self) -> None:
         """Sizes the RIL centers (M, C) to the network's maps and shallow channels (backbone-dependent)."""
@@ -178,10 +192,16 @@ class FaceForgeryModule(ForgeryModule):
         return {"key": batch.get("key"), "prob": out.logits.float().softmax(dim=1)[:, 1]}
 
     def _log_metrics(self, stage: str, metrics: DetectionMetrics) -> None:
+        if stage == "test":
+            metrics.val_thresholds = tuple(self.val_thresholds.tolist())
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        if stage == "val" and not self.trainer.sanity_checking:
+            self.val_thresholds.copy_(metrics.balanced_thresholds())
+            values["val/valthr"], values["val/video_valthr"] = self.val_thresholds.float().unbind()
         values[f"{stage}/skipped"] = self.pop_skipped(stage)
         values.update(self._dropped_videos(stage))
         self.log_dict(values, sync_dist=False)
+        self.collect_intervals(stage, metrics)
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
@@ -214,3 +234,8 @@ class FaceForgeryModule(ForgeryModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)
+
+
+def _default_val_thresholds(state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints written before ``val_thresholds`` existed load with it unset (NaN)."""
+    state_dict.setdefault(prefix + "val_thresholds", torch.full((2,), float("nan"), dtype=torch.float64))

@@ -87,9 +87,21 @@ class SplicingModule(ForgeryModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
-        self.val_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
-        self.test_metrics = LocalizationMetrics(threshold=threshold, num_bins=num_bins)
+        self.val_metrics = self.build_metrics("val")
+        self.test_metrics = self.build_metrics("test")
         self._vis: list[dict[str, Tensor]] = []
+
+    def build_metrics(self, stage: str) -> LocalizationMetrics:
+        """Localization metrics under ``metric_options``; per-image data only where intervals need it."""
+        opts = self.metric_options
+        return LocalizationMetrics(
+            threshold=self.hparams.threshold,
+            num_bins=self.hparams.num_bins,
+            extra=opts.extra,
+            border_px=opts.border_px,
+            per_image=stage == "test" and opts.bootstrap.n > 0,
+            hist_bins=opts.bootstrap.hist_bins,
+        )
 
     def setup(self, stage: str) -> None:
         if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
@@ -192,7 +204,7 @@ class SplicingModule(ForgeryModule):
             return
         out, terms = self._shared_step(batch)
         probs = out.mask_prob
-        metrics.update(probs, batch["mask"][:, 0])
+        metrics.update(probs, batch["mask"][:, 0], batch["valid"][:, 0] if "valid" in batch else None)
         self.log_eval_loss(stage, terms["loss"], batch["image"].shape[0])
         shown = sum(len(v["image"]) for v in self._vis)
         if stage == "val" and shown < self.hparams.num_vis:
@@ -221,6 +233,7 @@ class SplicingModule(ForgeryModule):
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
         values[f"{stage}/skipped"] = self.pop_skipped(stage)
         self.log_dict(values, sync_dist=False)
+        self.collect_intervals(stage, metrics)
         metrics.reset()
         return values
 

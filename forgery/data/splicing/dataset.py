@@ -43,15 +43,17 @@ def collate_skipping(samples: list[dict | None]) -> dict:
 class SplicingDataset(Dataset):
     """Images and binary masks, brought to a fixed size.
 
-    Samples are dicts: ``image`` (3, S, S) float in [0, 1], ``mask`` (1, S, S) float {0, 1}, ``label`` long
-    (1 tampered, 0 authentic), ``index`` long (position in ``records``) and ``id`` (str).
+    Samples are dicts: ``image`` (3, S, S) float in [0, 1], ``mask`` (1, S, S) float {0, 1}, ``valid``
+    (1, S, S) bool (False on padding, which the metrics leave out), ``label`` long (1 tampered, 0 authentic),
+    ``index`` long (position in ``records``) and ``id`` (str).
 
     Args:
         records: what to load.
         image_size: S; the network needs S divisible by 16.
-        resize: ``resize`` (bilinear image, nearest mask, aspect ratio not kept), ``pad_crop`` (zero-pad to at
-            least S, then crop S x S: random in training, centred otherwise), ``none`` (native size; use
-            batch size 1; H and W are padded up to a multiple of 16, padding counted as authentic) or ``tile``
+        resize: ``resize`` (bilinear image, nearest mask, aspect ratio not kept), ``pad_crop`` (zero-pad,
+            marked invalid, to at least S, then crop S x S: random in training, centred otherwise), ``none``
+            (native size; use
+            batch size 1; H and W are zero-padded up to a multiple of 16, marked invalid) or ``tile``
             (the same samples as ``none``, for a model that evaluates them tile by tile, ``model.eval_tile``,
             so that memory stays bounded on large images).
         train: random crops for ``pad_crop``.
@@ -102,42 +104,51 @@ class SplicingDataset(Dataset):
                 raise
             log.warning("skipping sample %d: %s", index, err)
             return None
-        image, mask = self._fit(image, mask, index)
+        image, mask, valid = self._fit(image, mask, index)
         rec = self.records[index]
         return {
             "image": torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0),
             "mask": torch.from_numpy(np.array(mask))[None].float(),
+            "valid": torch.from_numpy(np.array(valid))[None],
             "label": torch.tensor(rec.label, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
             "id": rec.id,
         }
 
-    def _fit(self, image: np.ndarray, mask: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fit(
+        self, image: np.ndarray, mask: np.ndarray, index: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image, mask and valid-pixel mask (False on padding) at the policy's size."""
         s = self.image_size
         h, w = mask.shape
+        valid = np.ones((h, w), dtype=bool)
         if self.resize == "resize":
             if (h, w) != (s, s):
                 image = np.asarray(Image.fromarray(image).resize((s, s), Image.BILINEAR))
                 mask = np.asarray(Image.fromarray(mask).resize((s, s), Image.NEAREST))
-            return image, mask
+            return image, mask, np.ones((s, s), dtype=bool)
         if self.resize in ("none", "tile"):  # native size; "tile": the module bounds memory by tiling
             ph, pw = -h % 16, -w % 16
-            return _pad(image, mask, h + ph, w + pw)
-        image, mask = _pad(image, mask, max(h, s), max(w, s))
+            return _pad(image, mask, valid, h + ph, w + pw)
+        image, mask, valid = _pad(image, mask, valid, max(h, s), max(w, s))
         h, w = mask.shape
         if self.train:
             rng = np.random.default_rng((torch.initial_seed() + index) % 2**32)
             top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         else:
             top, left = (h - s) // 2, (w - s) // 2
-        return image[top : top + s, left : left + s], mask[top : top + s, left : left + s]
+        crop = (slice(top, top + s), slice(left, left + s))
+        return image[crop], mask[crop], valid[crop]
 
 
-def _pad(image: np.ndarray, mask: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(
+    image: np.ndarray, mask: np.ndarray, valid: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dh, dw = h - mask.shape[0], w - mask.shape[1]
     if dh == 0 and dw == 0:
-        return image, mask
+        return image, mask, valid
     return (
         np.pad(image, ((0, dh), (0, dw), (0, 0))),
         np.pad(mask, ((0, dh), (0, dw))),
+        np.pad(valid, ((0, dh), (0, dw))),
     )
