@@ -1,4 +1,4 @@
-"""Metric suite against sklearn / pandas references: localization (pixel + image level) and detection."""
+"""Metric suite against sklearn / NumPy references: localization (pixel + image level) and detection."""
 
 from __future__ import annotations
 
