@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -137,7 +136,7 @@ def _fmt(value: Any) -> str:
 def seed_groups(jobs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Jobs that differ only by ``seed``, with at least two successful runs: per metric the mean, the
     sample std and a 95% t-interval of the mean (``{group, seeds, n, stats: {metric: {...}}}``)."""
-    from scipy import stats
+    from forgery.metrics.bootstrap import summarize_seeds
 
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for job in jobs:
@@ -150,16 +149,15 @@ def seed_groups(jobs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> li
         seeds = [o.partition("=")[2] for j in members for o in j["overrides"] if o.startswith("seed=")]
         if len(members) < 2 or len(set(seeds)) < len(members):
             continue
-        table = {}
-        for col in columns:
-            vals = np.array(
-                [j["metrics"].get(col) for j in members if j["metrics"].get(col) is not None], float
-            )
-            if len(vals) < 2:
-                continue
-            mean, std = float(vals.mean()), float(vals.std(ddof=1))
-            half = float(stats.t.ppf(0.975, len(vals) - 1) * std / math.sqrt(len(vals)))
-            table[col] = {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(vals)}
+        runs = [
+            {c: j["metrics"].get(c) for c in columns if isinstance(j["metrics"].get(c), (int, float))}
+            for j in members
+        ]
+        table = {
+            col: {"mean": st["mean"], "std": st["std"], "ci95": st["interval"], "n": st["n"]}
+            for col, st in summarize_seeds(runs).items()
+            if st["interval"] is not None
+        }
         out.append({"group": " ".join(key), "seeds": seeds, "n": len(members), "stats": table})
     return out
 
