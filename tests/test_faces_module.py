@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from sklearn.metrics import roc_auc_score
 
 from forgery.cli.eval import evaluate
 from forgery.cli.train import train
@@ -74,6 +76,12 @@ def test_centers_and_alpha_survive_checkpoint_and_eval(make_cfg) -> None:
     for k, v in report["metrics"].items():
         if v is not None:
             assert eval_metrics[k] == pytest.approx(v, abs=1e-6), k
+    # scores.csv: one row per test frame, its video key, label and probability; AUC from it = test/auc
+    with (Path(cfg.paths.output_dir) / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and len({r["video"] for r in rows}) == 4
+    y, p = [int(r["label"]) for r in rows], [float(r["prob"]) for r in rows]
+    assert roc_auc_score(y, p) == pytest.approx(report["metrics"]["test/auc"], abs=1e-5)
 
 
 def test_stage2_initialises_from_stage1(make_cfg, tmp_path: Path) -> None:

@@ -247,3 +247,28 @@ def test_faces_module_keeps_val_thresholds_in_checkpoints(make_cfg) -> None:
     del state["val_thresholds"]  # a checkpoint from before: loads, thresholds unset
     module.load_state_dict(state)
     assert torch.isnan(module.val_thresholds).all()
+
+
+def test_per_method_metrics_are_reals_plus_that_methods_fakes() -> None:
+    from forgery.metrics.detection import detection_metrics, per_method_metrics
+
+    keys = [
+        "ffpp/original/c23/000",
+        "ffpp/original/c23/001",
+        "ffpp/Deepfakes/c23/000_001",
+        "ffpp/Deepfakes/c23/001_000",
+        "ffpp/FaceSwap/c23/000_001",
+        "ffpp/FaceSwap/c23/001_000",
+    ]
+    ids = torch.arange(6).repeat_interleave(3)
+    labels = (ids >= 2).long()
+    probs = torch.linspace(0.05, 0.95, 18).double()
+    got = per_method_metrics(probs, labels, ids, keys)
+    assert sorted(got) == ["Deepfakes", "FaceSwap"]
+    for method, videos in (("Deepfakes", [0, 1, 2, 3]), ("FaceSwap", [0, 1, 4, 5])):
+        keep = torch.isin(ids, torch.tensor(videos))
+        ref = detection_metrics(probs[keep], labels[keep], ids[keep])
+        assert got[method]["n_frames"] == 12 and got[method]["n_videos"] == 4
+        for k, v in ref.items():
+            assert got[method][k] == pytest.approx(float(v)), (method, k)
+    assert per_method_metrics(probs[:12], labels[:12], ids[:12], keys) == {}  # one fake method: no split

@@ -22,7 +22,7 @@ from forgery.modules import check_task, load_module
 from forgery.utils.instantiate import instantiate_loggers
 from forgery.utils.run import extras, overridden, to_floats, write_json
 
-__all__ = ["apply_tiling", "evaluate", "main", "use_trained_size"]
+__all__ = ["apply_tiling", "evaluate", "main", "use_trained_size", "write_face_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,35 @@ def apply_tiling(module: Any, tile: int | None, overlap: int | None = None) -> N
         module.hparams.eval_tile,
         module.hparams.eval_tile_overlap,
     )
+
+
+def write_face_scores(module: Any, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
+    """A face model's test frames as ``scores.csv`` (``video,frame,label,prob``: ROC / PR curves, reanalysis)
+    and, when the fakes come from several methods (FF++), the metrics per method (reals + that method's
+    fakes). Returns ``{"per_method": {...}}`` for metrics.json (empty for other models)."""
+    scores = getattr(module, "test_scores", None)
+    dataset = getattr(datamodule, "datasets", {}).get("test")
+    if not scores or scores.get("video_ids") is None or dataset is None:
+        return {}
+    from forgery.metrics.detection import per_method_metrics
+    from forgery.utils.io import atomic_write_text
+
+    keys = list(dataset.video_keys)
+    probs, labels, ids = scores["probs"], scores["labels"], scores["video_ids"]
+    lines = ["video,label,prob"]
+    lines += [f"{keys[int(i)]},{int(y)},{float(p)!r}" for p, y, i in zip(probs, labels, ids)]
+    atomic_write_text(Path(out_dir) / "scores.csv", "\n".join(lines) + "\n")
+    opts = getattr(module, "metric_options", None)
+    per_method = per_method_metrics(
+        probs,
+        labels,
+        ids,
+        keys,
+        module.hparams.get("threshold", 0.5),
+        getattr(opts, "video_aggregation", "mean"),
+        getattr(opts, "video_topk", 5),
+    )
+    return {"per_method": per_method} if per_method else {}
 
 
 def use_trained_size(cfg: DictConfig, trained: dict[str, Any] | None) -> int | None:
@@ -103,6 +132,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 ),
                 "perturbation": perturbation.describe() if perturbation is not None else {"name": "none"},
                 "splits": manifest_summary(cfg.paths.output_dir),
+                **write_face_scores(module, datamodule, cfg.paths.output_dir),
             },
         )
         log.info("metrics written to %s", path)

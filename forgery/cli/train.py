@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
+from forgery.cli.eval import write_face_scores
 from forgery.data.manifest import manifest_summary, write_split_manifests
 from forgery.metrics.card import checkpoint_selection, report_blocks
 from forgery.modules import build_module, check_task
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     # the last validation epoch's metrics of this run (what a training sweep compares)
                     "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val/")},
                     "splits": manifest_summary(output_dir),
+                    **write_face_scores(model, datamodule, output_dir),
                 },
             )
     return metrics, objects

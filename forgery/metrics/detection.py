@@ -32,6 +32,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -50,6 +51,7 @@ __all__ = [
     "expected_calibration_error",
     "video_scores",
     "detection_stat_fn",
+    "per_method_metrics",
 ]
 
 _WHERE = "forgery.metrics.detection"
@@ -429,6 +431,10 @@ class DetectionMetrics(Metric):
             self.val_thresholds,
         )
 
+    def frames(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Every process's (probs float64, labels long, video_ids long or None) seen since the last reset."""
+        return self._gathered()
+
     def balanced_thresholds(self) -> Tensor:
         """(2,) float64: the frame and the video thresholds maximising balanced accuracy over everything
         seen (:func:`balanced_accuracy_threshold`); NaN where undefined (one class; no video ids)."""
@@ -459,3 +465,35 @@ class DetectionMetrics(Metric):
         # frame statistics expand the (k, videos) weights to (k, frames): bound k by the frame count
         chunk = max(1, bs.CHUNK_ELEMENTS * n_units // labels.numel())
         return bs.bootstrap_ci(stat, n_units, n, seed, level, device=probs.device, chunk_elements=chunk)
+
+
+def per_method_metrics(
+    probs: Tensor,
+    labels: Tensor,
+    video_ids: Tensor,
+    video_keys: list[str],
+    threshold: float = 0.5,
+    aggregation: str = "mean",
+    topk: int = 5,
+) -> dict[str, dict[str, float]]:
+    """Metrics per manipulation method (FF++: Deepfakes, Face2Face, ...): for each method of the fake
+    videos, the real frames plus that method's fake frames, through :func:`detection_metrics`.
+
+    ``video_keys[video_id]`` is the unique key ``dataset/method/compression/id``; the method is its second
+    part. Empty when the fakes come from fewer than two methods (the whole set is then the only subset).
+    """
+    methods = [k.split("/")[1] if k.count("/") >= 1 else "" for k in video_keys]
+    ids = video_ids.long().cpu()
+    method_of = [methods[i] for i in ids.tolist()]
+    fake = labels.long().cpu() == 1
+    fake_methods = sorted({m for m, f in zip(method_of, fake.tolist()) if f})
+    if len(fake_methods) < 2:
+        return {}
+    out = {}
+    for method in fake_methods:
+        keep = torch.tensor([(not f) or m == method for m, f in zip(method_of, fake.tolist())])
+        values = detection_metrics(
+            probs.cpu()[keep], labels.cpu()[keep], ids[keep], threshold, aggregation, topk
+        )
+        out[method] = {k: (None if math.isnan(float(v)) else float(v)) for k, v in values.items()}
+    return out

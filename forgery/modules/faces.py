@@ -72,6 +72,7 @@ class FaceForgeryModule(ForgeryModule):
         self.scheduler_factory = scheduler
         self.register_input_norm(input_mean, input_std)
         self._fit_ril_to_net()
+        self.test_scores: dict[str, Tensor | None] | None = None  # the last test epoch's frames
         self.val_metrics = self.build_metrics("val")
         self.test_metrics = self.build_metrics("test")
         # (frame, video) thresholds maximising balanced accuracy on validation, carried to test: saved in
@@ -202,6 +203,9 @@ class FaceForgeryModule(ForgeryModule):
         values.update(self._dropped_videos(stage))
         self.log_dict(values, sync_dist=False)
         self.collect_intervals(stage, metrics)
+        if stage == "test":  # every process's frames, for scores.csv and per-method metrics
+            probs, labels, ids = metrics.frames()
+            self.test_scores = {"probs": probs.cpu(), "labels": labels.cpu(), "video_ids": ids}
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
