@@ -19,6 +19,7 @@ import forgery
 from forgery.errors import ConfigError
 from forgery.metrics.options import MetricOptions
 from forgery.utils.seeding import step_rng
+from forgery.utils.visualize import log_image, save_png
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class ForgeryModule(pl.LightningModule):
         self.skipped = nn.ModuleDict({f"{s}_samples": SumMetric() for s in ("train", "val", "test")})
         # validation/test loss as a sample-weighted mean over the whole split, reduced across processes
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        self._vis: list[dict[str, torch.Tensor]] = []  # samples for the validation picture of this epoch
         # robustness perturbation of test images (forgery-eval's perturb=); no state, not in checkpoints
         self.perturbation: nn.Module | None = None
         # evaluation protocol (``metrics:`` config) and the bootstrap intervals of the last test epoch
@@ -103,6 +105,91 @@ class ForgeryModule(pl.LightningModule):
         value = self.skipped[f"{stage}_samples"].compute().float()
         self.skipped[f"{stage}_samples"].reset()
         return value
+
+    # ------------------------------------------------------------- validation / test lifecycle (written once)
+    # A subclass implements eval_step (update the stage's metrics, log its loss, offer pictures with add_vis)
+    # and render_vis (the validation picture grid); the hooks stage_values / before_compute / after_compute
+    # add what is particular to a task. Metrics live in ``val_metrics`` / ``test_metrics``.
+
+    vis_key: str = "val/predictions"  # the picture's name in image-capable loggers
+
+    def stage_metrics(self, stage: str) -> Any:
+        """The torchmetrics collection of ``stage`` (``val`` | ``test``)."""
+        return getattr(self, f"{stage}_metrics")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if self.count_skipped(batch, "val"):
+            self.eval_step(batch, "val", self.stage_metrics("val"))
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        if self.count_skipped(batch, "test"):
+            self.eval_step(batch, "test", self.stage_metrics("test"))
+
+    def eval_step(self, batch: dict, stage: str, metrics: Any) -> None:
+        """One validation/test batch (the skipped samples are already counted)."""
+        raise NotImplementedError
+
+    def vis_room(self, stage: str) -> int:
+        """How many more samples the validation picture takes (0 outside validation)."""
+        if stage != "val":
+            return 0
+        shown = sum(len(next(iter(v.values()))) for v in self._vis)
+        return max(0, int(self.hparams.get("num_vis", 0)) - shown)
+
+    def add_vis(self, item: dict[str, torch.Tensor]) -> None:
+        """Keeps samples (dict of (N, ...) tensors, detached here) for this validation epoch's picture."""
+        self._vis.append({k: v.detach() for k, v in item.items()})
+
+    def render_vis(self, items: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(3, H, W) picture of the kept samples (their tensors concatenated)."""
+        raise NotImplementedError
+
+    def before_compute(self, stage: str, metrics: Any) -> None:
+        """Hook before the stage's metrics are computed."""
+
+    def stage_values(self, stage: str, metrics: Any) -> dict[str, torch.Tensor]:
+        """Hook: more values to log for the stage (after compute, before reset)."""
+        return {}
+
+    def after_compute(self, stage: str, metrics: Any) -> None:
+        """Hook after logging, before the metrics are reset (e.g. keep the per-sample scores)."""
+
+    def log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """Computes, logs (``stage/name``) and resets the stage's metrics, with skipped-sample counts and the
+        test bootstrap intervals; returns what was logged."""
+        metrics = self.stage_metrics(stage)
+        self.before_compute(stage, metrics)
+        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+        values |= self.stage_values(stage, metrics)
+        values[f"{stage}/skipped"] = self.pop_skipped(stage)
+        self.log_dict(values, sync_dist=False)
+        self.collect_intervals(stage, metrics)
+        self.after_compute(stage, metrics)
+        metrics.reset()
+        return values
+
+    def train_epoch_values(self) -> dict[str, torch.Tensor]:
+        """Hook: more values to log at each training epoch's end."""
+        return {}
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({"train/skipped": self.pop_skipped("train"), **self.train_epoch_values()})
+
+    def on_validation_epoch_start(self) -> None:
+        self._vis = []
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_stage_metrics("val")
+        if self._vis and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            cat = {k: torch.cat([v[k] for v in self._vis]) for k in self._vis[0]}
+            grid = self.render_vis(cat)
+            root = Path(self.trainer.default_root_dir) / "predictions"
+            path = save_png(grid, root / f"val_epoch{self.current_epoch:03d}.png")
+            log_image(self.loggers, self.vis_key, path, self.global_step)
+        self._vis = []
+
+    def on_test_epoch_end(self) -> None:
+        self.log_stage_metrics("test")
 
     def log_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Logs ``<stage>/loss`` as the mean over every sample of the split (weighted by batch size, summed

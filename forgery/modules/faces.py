@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from forgery.metrics import DetectionMetrics
 from forgery.modules.base import ForgeryModule, check_finite
-from forgery.utils.visualize import attention_grid, log_image, save_png
+from forgery.utils.visualize import attention_grid
 
 __all__ = ["FaceForgeryModule"]
 
@@ -79,7 +79,6 @@ class FaceForgeryModule(ForgeryModule):
         # checkpoints, so forgery-eval reports at them too (NaN until a validation epoch has run)
         self.register_buffer("val_thresholds", torch.full((2,), float("nan"), dtype=torch.float64))
         self._register_load_state_dict_pre_hook(_default_val_thresholds)
-        self._vis: list[dict[str, Tensor]] = []
         if init_from:
             self.init_from_checkpoint(init_from)
 
@@ -169,75 +168,48 @@ class FaceForgeryModule(ForgeryModule):
         if hasattr(self.loss, "sync_epoch"):
             self.loss.sync_epoch(self.current_epoch)
 
-    def _eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
-        if not self.count_skipped(batch, stage):
-            return
+    vis_key = "val/attention"
+
+    def eval_step(self, batch: dict, stage: str, metrics: DetectionMetrics) -> None:
         out = self(batch["image"])
         probs = out.logits.float().softmax(dim=1)[:, 1]
         metrics.update(probs, batch["label"], batch["video_id"])
         loss = F.cross_entropy(out.logits.float(), batch["label"])
         self.log_eval_loss(stage, loss, batch["label"].shape[0])
-        shown = sum(len(v["image"]) for v in self._vis)
-        if stage == "val" and out.attention_maps is not None and shown < self.hparams.num_vis:
-            k = self.hparams.num_vis - shown
-            self._vis.append({"image": batch["image"][:k].detach(), "maps": out.attention_maps[:k].detach()})
+        if out.attention_maps is not None and (k := self.vis_room(stage)):
+            self.add_vis({"image": batch["image"][:k], "maps": out.attention_maps[:k]})
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
+    def render_vis(self, items: dict[str, Tensor]) -> Tensor:
+        """Faces, their attention maps and (with AGDA) the augmented face."""
+        images, maps = items["image"], items["maps"]
+        agda = None
+        if self.augmentation is not None:
+            mixed, _, _ = self.augmentation(self.normalize(images), maps)
+            agda = (mixed * self.input_std + self.input_mean).clamp(0, 1).cpu()
+        return attention_grid(images.float().cpu(), maps.float().cpu(), agda)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         out = self(batch["image"])
         return {"key": batch.get("key"), "prob": out.logits.float().softmax(dim=1)[:, 1]}
 
-    def _log_metrics(self, stage: str, metrics: DetectionMetrics) -> None:
-        if stage == "test":
+    def before_compute(self, stage: str, metrics: DetectionMetrics) -> None:
+        if stage == "test":  # the validation-tuned thresholds, reported beside 0.5
             metrics.val_thresholds = tuple(self.val_thresholds.tolist())
-        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
+
+    def stage_values(self, stage: str, metrics: DetectionMetrics) -> dict[str, Tensor]:
+        values = self._dropped_videos(stage)
         if stage == "val" and not self.trainer.sanity_checking:
             self.val_thresholds.copy_(metrics.balanced_thresholds())
             values["val/valthr"], values["val/video_valthr"] = self.val_thresholds.float().unbind()
-        values[f"{stage}/skipped"] = self.pop_skipped(stage)
-        values.update(self._dropped_videos(stage))
-        self.log_dict(values, sync_dist=False)
-        self.collect_intervals(stage, metrics)
+        return values
+
+    def after_compute(self, stage: str, metrics: DetectionMetrics) -> None:
         if stage == "test":  # every process's frames, for scores.csv and per-method metrics
             probs, labels, ids = metrics.frames()
             self.test_scores = {"probs": probs.cpu(), "labels": labels.cpu(), "video_ids": ids}
-        metrics.reset()
 
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(
-            {
-                "train/skipped": self.pop_skipped("train"),
-                **self._dropped_videos("train"),
-            }
-        )
-
-    def on_validation_epoch_start(self) -> None:
-        self._vis = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", self.val_metrics)
-        if self._vis and not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            images = torch.cat([v["image"] for v in self._vis])
-            maps = torch.cat([v["maps"] for v in self._vis])
-            agda = None
-            if self.augmentation is not None:
-                mixed, _, _ = self.augmentation(self.normalize(images), maps)
-                agda = (mixed * self.input_std + self.input_mean).clamp(0, 1)
-            grid = attention_grid(
-                images.float().cpu(), maps.float().cpu(), None if agda is None else agda.cpu()
-            )
-            root = Path(self.trainer.default_root_dir) / "predictions"
-            path = save_png(grid, root / f"val_epoch{self.current_epoch:03d}.png")
-            log_image(self.loggers, "val/attention", path, self.global_step)
-        self._vis = []
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics)
+    def train_epoch_values(self) -> dict[str, Tensor]:
+        return self._dropped_videos("train")
 
 
 def _default_val_thresholds(state_dict: dict, prefix: str, *args: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from forgery.metrics import LocalizationMetrics
 from forgery.models.mtse_net import MTSEOutput
 from forgery.modules.base import ForgeryModule, check_finite
 from forgery.utils.tiling import check_tiling, tiled_apply
-from forgery.utils.visualize import log_image, save_png, splicing_grid
+from forgery.utils.visualize import splicing_grid
 
 __all__ = ["SplicingModule"]
 
@@ -89,7 +88,6 @@ class SplicingModule(ForgeryModule):
         self.register_input_norm(input_mean, input_std)
         self.val_metrics = self.build_metrics("val")
         self.test_metrics = self.build_metrics("test")
-        self._vis: list[dict[str, Tensor]] = []
 
     def build_metrics(self, stage: str) -> LocalizationMetrics:
         """Localization metrics under ``metric_options``; per-image data only where intervals need it."""
@@ -199,62 +197,30 @@ class SplicingModule(ForgeryModule):
         self.log_dict({f"train/loss_{k}": v for k, v in terms.items() if k != "loss"}, batch_size=bs)
         return terms["loss"]
 
-    def _eval_step(self, batch: dict, stage: str, metrics) -> None:
-        if not self.count_skipped(batch, stage):
-            return
+    vis_key = "val/predictions"
+
+    def eval_step(self, batch: dict, stage: str, metrics: LocalizationMetrics) -> None:
         out, terms = self._shared_step(batch)
         probs = out.mask_prob
         metrics.update(probs, batch["mask"][:, 0], batch["valid"][:, 0] if "valid" in batch else None)
         self.log_eval_loss(stage, terms["loss"], batch["image"].shape[0])
-        shown = sum(len(v["image"]) for v in self._vis)
-        if stage == "val" and shown < self.hparams.num_vis:
-            k = self.hparams.num_vis - shown
+        if k := self.vis_room(stage):
             item = {
-                "image": batch["image"][:k].detach().cpu(),
-                "mask": batch["mask"][:k].detach().cpu(),
-                "prob": probs[:k, None].detach().float().cpu(),
-                "edge": out.image_edge[:k].detach().float().cpu(),
+                "image": batch["image"][:k].cpu(),
+                "mask": batch["mask"][:k].cpu(),
+                "prob": probs[:k, None].float().cpu(),
+                "edge": out.image_edge[:k].float().cpu(),
             }
             # native-size evaluation (eval_resize=none/tile): one grid needs one size, and a small one
             size = self._vis[0]["image"].shape[-2:] if self._vis else _preview_size(*item["image"].shape[-2:])
-            self._vis.append(_resize_vis(item, size))
+            self.add_vis(_resize_vis(item, size))
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
+    def render_vis(self, items: dict[str, Tensor]) -> Tensor:
+        return splicing_grid(items["image"], items["mask"], items["prob"], items["edge"])
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         out = self(batch["image"])
         return {"id": batch.get("id"), "prob": out.mask_prob, "edge": out.image_edge}
-
-    def _log_metrics(self, stage: str, metrics) -> dict[str, Tensor]:
-        values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
-        values[f"{stage}/skipped"] = self.pop_skipped(stage)
-        self.log_dict(values, sync_dist=False)
-        self.collect_intervals(stage, metrics)
-        metrics.reset()
-        return values
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train/skipped", self.pop_skipped("train"))
-
-    def on_validation_epoch_start(self) -> None:
-        self._vis = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", self.val_metrics)
-        if self._vis and not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            cat = {k: torch.cat([v[k] for v in self._vis]) for k in self._vis[0]}
-            grid = splicing_grid(cat["image"], cat["mask"], cat["prob"], cat["edge"])
-            root = Path(self.trainer.default_root_dir) / "predictions"
-            path = save_png(grid, root / f"val_epoch{self.current_epoch:03d}.png")
-            log_image(self.loggers, "val/predictions", path, self.global_step)
-        self._vis = []
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics)
 
 
 def _log_probs(p: Tensor) -> Tensor:
