@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader
 
 from forgery.cli.eval import evaluate
 from forgery.cli.faces import run as faces_run
+from forgery.data.base import collate_skipping
 from forgery.data.check import check_datamodule
 from forgery.data.faces import FaceDataError
 from forgery.data.faces.datamodule import FaceDataModule
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.detectors import FaceBox, register_detector
-from forgery.data.splicing.dataset import collate_skipping
 from forgery.modules.faces import FaceForgeryModule
 from tests.test_faces_data import _compose, _touch, _write_index, _write_video
 from tests.test_faces_real import faces_ckpt  # noqa: F401  (fixture)
@@ -279,7 +279,7 @@ def test_corrupt_and_zero_byte_crops_raise_or_skip(tmp_path: Path) -> None:
     assert batch["image"].shape == (3, 3, 4, 4) and batch["n_skipped"].item() == 3
     assert batch["key"] == ["d/r/na/a", "d/f/na/b", "d/f/na/b"]  # not replaced by other samples
     assert [v.item() for v in batch["image"][:, 0, 0, 0] * 255] == pytest.approx([0, 0, 1])
-    with pytest.raises(ValueError, match="on_error must be one of"):
+    with pytest.raises(ValueError, match="on_error must be raise or skip"):
         FaceFrameDataset(index, on_error="warn")
 
     # forgery-data check lists every problem whatever on_error says

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from forgery.cli.eval import apply_tiling, evaluate
 from forgery.cli.predict import predict_images
-from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
+from forgery.data.base import collate_skipping
+from forgery.data.splicing.dataset import SplicingDataset
 from forgery.data.splicing.sources import SplicingRecord
 from forgery.losses.mtse import MTSELoss
 from forgery.losses.targets import edge_targets

@@ -8,14 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader
-
+from forgery.data.base import ForgeryDataModule
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import SPLITS, FaceDataError, index_videos
 from forgery.data.faces.synth import build_faces_synth
-from forgery.data.samplers import datamodule_loader
-from forgery.data.splicing.dataset import ON_ERROR, collate_skipping
 
 __all__ = ["FaceDataModule"]
 
@@ -26,7 +22,7 @@ SYNTH = "faces_synth"
 DROP_REASONS: tuple[str, ...] = ("missing", "unreadable", "zero_frames", "no_face")
 
 
-class FaceDataModule(pl.LightningDataModule):
+class FaceDataModule(ForgeryDataModule):
     """Face crops by split, from an extraction ``index.csv`` (``forgery-faces``), a ``frames`` layout, or the
     embedded ``faces_synth`` (built on first use).
 
@@ -69,18 +65,10 @@ class FaceDataModule(pl.LightningDataModule):
         synth: Mapping[str, Any] | None = None,
         on_error: str = "raise",
     ) -> None:
-        super().__init__()
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be {' or '.join(ON_ERROR)}, got {on_error!r}")
+        super().__init__(name, on_error)
         self.save_hyperparameters(logger=False)
-        self.name = name
-        self.datasets: dict[str, FaceFrameDataset] = {}
         # split -> reason (DROP_REASONS) -> keys of the listed videos without crops
         self.dropped_videos: dict[str, dict[str, list[str]]] = {}
-
-    @property
-    def test_name(self) -> str:
-        return self.name
 
     @property
     def records(self) -> dict[str, list]:
@@ -161,20 +149,8 @@ class FaceDataModule(pl.LightningDataModule):
             "<stage>/missing_videos)"
         )
 
-    def _loader(self, split: str) -> DataLoader:
-        ds = self.datasets[split]
-        if len(ds) == 0:
-            raise FaceDataError(f"{self.name}: the {split} split has no face crops")
-        return datamodule_loader(self, ds, split, collate_skipping)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def empty_split_error(self, split: str) -> Exception:
+        return FaceDataError(f"{self.name}: the {split} split has no face crops")
 
 
 def _extraction_drops(report_path: Path) -> dict[str, dict[str, list[str]]]:

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from forgery.data.base import check_on_error
 from forgery.data.faces.sources import SPLITS, FaceDataError, VideoRecord, list_frames
-from forgery.data.splicing.dataset import ON_ERROR
 
 __all__ = ["FaceFrameDataset", "FrameRow", "read_index"]
 
@@ -96,7 +96,7 @@ class FaceFrameDataset(Dataset):
         size: resize crops to S x S (bilinear) when they differ; ``None`` requires equal sizes for batching.
         on_error: ``raise`` (default) stops at an unreadable crop (missing, zero-byte, truncated, not an
             image) naming its file and the problem; ``skip`` returns None for it (logged with the reason),
-            which :func:`~forgery.data.splicing.dataset.collate_skipping` drops and counts (``n_skipped``). A
+            which :func:`~forgery.data.base.collate_skipping` drops and counts (``n_skipped``). A
             skipped crop is not replaced by another one, so its batch is that much smaller.
     """
 
@@ -112,9 +112,7 @@ class FaceFrameDataset(Dataset):
     ) -> None:
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.on_error = on_error
+        self.on_error = check_on_error(on_error)
         empty: list[str] = []
         if isinstance(source, (str, Path)):
             self.rows = read_index(source, split)

@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from forgery.data.samplers import datamodule_loader
-from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
+from forgery.data.base import ForgeryDataModule
+from forgery.data.splicing.dataset import SplicingDataset
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
 from forgery.data.splicing.synth import build_splicing_synth, read_split
@@ -43,7 +42,7 @@ def carve_splits(
     }
 
 
-class SplicingDataModule(pl.LightningDataModule):
+class SplicingDataModule(ForgeryDataModule):
     """Splicing data selected by name (``data=casia2`` etc.).
 
     Real datasets are indexed with :func:`~forgery.data.splicing.sources.index_dataset` and split by
@@ -87,16 +86,14 @@ class SplicingDataModule(pl.LightningDataModule):
         synth: Mapping[str, Any] | None = None,
         on_error: str = "raise",
     ) -> None:
-        super().__init__()
+        super().__init__(name, on_error)
         self.save_hyperparameters(logger=False)
-        self.name = name
         self.root = root
         self.options = dict(options or {})
         self.split = {"val_fraction": 0.1, "test_fraction": 0.0, "seed": 0, **dict(split or {})}
         self.test_spec = dict(test) if test else None
         self.synth = dict(synth or {})
         self.records: dict[str, list[SplicingRecord]] = {}
-        self.datasets: dict[str, SplicingDataset] = {}
 
     @property
     def test_name(self) -> str:
@@ -143,20 +140,12 @@ class SplicingDataModule(pl.LightningDataModule):
         where = tag if self.name == SYNTH else self.root
         log.info("splicing data %s in %s (test: %s): %s", self.name, where, self.test_name, sizes)
 
-    def _loader(self, split: str) -> DataLoader:
-        if not self.records.get(split):
-            raise DataError(f"{self.name}: the {split} split is empty (check data.split / data.test)")
+    def loader_batch_size(self, split: str) -> int | None:
         native = split != "train" and self.hparams.eval_resize in ("none", "tile")  # sizes differ per image
-        return datamodule_loader(self, self.datasets[split], split, collate_skipping, 1 if native else None)
+        return 1 if native else None
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def empty_split_error(self, split: str) -> Exception:
+        return DataError(f"{self.name}: the {split} split is empty (check data.split / data.test)")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")

@@ -8,36 +8,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
+from forgery.data.base import check_on_error
 from forgery.data.splicing.io import DataError, load_image, load_mask
 from forgery.data.splicing.sources import SplicingRecord
 
-__all__ = ["SplicingDataset", "RESIZE_POLICIES", "ON_ERROR", "collate_skipping"]
+__all__ = ["SplicingDataset", "RESIZE_POLICIES"]
 
 log = logging.getLogger(__name__)
 
 RESIZE_POLICIES = ("resize", "pad_crop", "none", "tile")
-ON_ERROR = ("raise", "skip")
-
-
-def collate_skipping(samples: list[dict | None]) -> dict:
-    """Default collation of the samples that loaded; ``n_skipped`` counts those that did not (None).
-
-    Raises:
-        ValueError: images of different sizes in one batch (native-size evaluation with a batch size above 1).
-    """
-    kept = [s for s in samples if s is not None]
-    sizes = {tuple(s["image"].shape[-2:]) for s in kept if "image" in s}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
-        raise ValueError(
-            f"images of different sizes (H x W: {shown}) in one batch: native-size evaluation "
-            "(data.eval_resize=none|tile) needs data.eval_batch_size=1 unless all images have one size"
-        )
-    batch = default_collate(kept) if kept else {}
-    batch["n_skipped"] = torch.tensor(len(samples) - len(kept))
-    return batch
 
 
 class SplicingDataset(Dataset):
@@ -58,7 +39,8 @@ class SplicingDataset(Dataset):
             so that memory stays bounded on large images).
         train: random crops for ``pad_crop``.
         on_error: ``raise`` (default) stops at a bad file with its name and the problem; ``skip`` returns None
-            for it (logged with the reason) so that :func:`collate_skipping` drops and counts it.
+            for it (logged with the reason), which :func:`~forgery.data.base.collate_skipping` drops and
+            counts.
     """
 
     def __init__(
@@ -69,9 +51,7 @@ class SplicingDataset(Dataset):
         train: bool = False,
         on_error: str = "raise",
     ) -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.on_error = on_error
+        self.on_error = check_on_error(on_error)
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
         self.records = list(records)
