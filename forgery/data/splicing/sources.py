@@ -653,6 +653,10 @@ def _list(
     )
 
 
+
+class DataOptionError(DataError, TypeError):
+    """An option the dataset's indexer does not take (a TypeError, as for a wrong keyword argument)."""
+
 # -------------------------------------------------------------------------------------------- registry
 _REPORTERS: dict[str, Callable[..., IndexResult]] = {
     "casia1": _casia1,
@@ -679,7 +683,7 @@ def index_dataset_report(name: str, root: str | Path | None, **options: object) 
     valid = [p for p in inspect.signature(fn).parameters if p != "root"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
+        raise DataOptionError(f"{name}: unknown option(s) {unknown}; valid options: {valid}")
     if root is None and name != "list":
         raise DataError(f"{name}: a dataset root is required (got None)")
     return fn(root, **options)
