@@ -301,12 +301,12 @@ def test_forward_under_bfloat16_autocast(tiny_mat: MAT) -> None:
 def test_head_dropout() -> None:
     drop = HeadDropout(0.25).train()
     x = torch.ones(10_000, 4, 3)
-    y, mask = drop(x, generator=torch.Generator().manual_seed(0))
+    y, mask = _seeded(0, drop, x)
     assert mask.shape == (10_000, 4)
     assert set(mask.unique().tolist()) == {0.0, KEEP_SCALE}
     torch.testing.assert_close(y, mask.unsqueeze(-1).expand_as(x))
     assert abs(mask.gt(0).float().mean().item() - 0.75) < 0.01  # 4 sigma = 0.009 for 40,000 draws
-    _, again = drop(x, generator=torch.Generator().manual_seed(0))
+    _, again = _seeded(0, drop, x)
     torch.testing.assert_close(mask, again, rtol=0, atol=0)
     # per sample: rows differ (not one mask shared by the batch)
     assert mask[:100].unique(dim=0).shape[0] > 1
@@ -502,7 +502,7 @@ def test_mat_loss_with_agda_pass(tiny_mat: MAT) -> None:
     model = tiny_mat.train()
     images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 0, 1])
     out = model(images)
-    mixed, selected, _ = AGDA()(images, out.attention_maps, generator=torch.Generator().manual_seed(0))
+    mixed, selected, _ = _seeded(0, AGDA(), images, out.attention_maps)
     out_agda = model(mixed)
     for update_on_agda in (True, False):
         criterion = MATLoss(4, model.ril_channels).train()
@@ -553,7 +553,7 @@ def test_agda_map_choice_follows_sqrt_weights() -> None:
     torch.testing.assert_close(agda_map_weights(maps[None]), torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
     B = 4000
     images = torch.zeros(B, 3, 16, 16)
-    _, selected, _ = AGDA()(images, maps.expand(B, -1, -1, -1), generator=torch.Generator().manual_seed(0))
+    _, selected, _ = _seeded(0, AGDA(), images, maps.expand(B, -1, -1, -1))
     assert selected.dtype == torch.long and selected.shape == (B,)
     freq = torch.bincount(selected, minlength=4).float() / B
     torch.testing.assert_close(freq, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.03, rtol=0)  # ~4 sigma
@@ -565,22 +565,22 @@ def test_agda_mixing_values() -> None:
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     maps = torch.zeros(2, 1, 8, 8)
     maps[:, 0, :, 5:] = 2.0  # right columns only; the bilinear upsample keeps the left part exactly 0
-    mixed, selected, mask = agda(images, maps, generator=torch.Generator().manual_seed(1))
+    mixed, selected, mask = _seeded(1, agda, images, maps)
     assert mixed.shape == images.shape and mask.shape == (2, 1, 32, 32) and selected.tolist() == [0, 0]
     zero = mask.eq(0).expand_as(images)
     assert zero.any() and torch.equal(mixed[zero], images[zero])
     # the map's max is 1 after normalisation -> soft_threshold(1, 0.5, 4) = 0.8646647
     torch.testing.assert_close(mask.amax(dim=(2, 3)).flatten(), torch.full((2,), 0.8646647))
     assert mask.ge(0).all() and not torch.equal(mixed, images)
-    # same generator seed -> same output
-    again = agda(images, maps, generator=torch.Generator().manual_seed(1))
+    # same seed -> same output
+    again = _seeded(1, agda, images, maps)
     torch.testing.assert_close(again[0], mixed, rtol=0, atol=0)
 
 
 def test_agda_degrade_keeps_constant_images_without_noise() -> None:
     images = torch.full((2, 3, 32, 32), 0.3)
     torch.testing.assert_close(AGDA(noise_std=0.0).degrade(images), images)
-    noisy = AGDA(noise_std=0.1).degrade(images, generator=torch.Generator().manual_seed(0))
+    noisy = _seeded(0, AGDA(noise_std=0.1).degrade, images)
     assert 0.0 < (noisy - images).abs().max().item() < 0.5
 
 
@@ -597,3 +597,10 @@ def test_agda_is_batched_without_grad() -> None:
         assert mixed.shape == (B, 3, 32, 32) and selected.shape == (B,) and mask.shape == (B, 1, 32, 32)
         assert not mixed.requires_grad
         assert time.perf_counter() - start < 2.0
+
+
+def _seeded(seed: int, fn, *args):
+    """``fn(*args)`` with torch's global RNG seeded (as training's step_rng does), state restored after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return fn(*args)

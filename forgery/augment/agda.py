@@ -63,31 +63,30 @@ class AGDA(nn.Module):
         self.sigma = sigma
         self.noise_std = noise_std
 
-    def _uniform(
-        self, bounds: tuple[float, float], device: torch.device, generator: torch.Generator | None
-    ) -> Tensor:
-        u = torch.rand((), device=device, generator=generator)
+    def _uniform(self, bounds: tuple[float, float], device: torch.device) -> Tensor:
+        u = torch.rand((), device=device)
         return bounds[0] + (bounds[1] - bounds[0]) * u
 
-    def degrade(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def degrade(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) -> downscaled, blurred, noised and upscaled back (B, 3, H, W)."""
         H, W = images.shape[-2:]
         small = F.interpolate(images, scale_factor=self.scale_factor, mode="bilinear", align_corners=True)
         small = gaussian_blur2d(small, (self.kernel_size, self.kernel_size), (self.sigma, self.sigma))
-        noise = torch.randn(small.shape, device=small.device, dtype=small.dtype, generator=generator)
+        noise = torch.randn(small.shape, device=small.device, dtype=small.dtype)
         small = small + noise * self.noise_std
         return F.interpolate(small, size=(H, W), mode="bilinear", align_corners=True)
 
     @torch.no_grad()
-    def forward(
-        self, images: Tensor, attention_maps: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor, attention_maps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mix each image with its degraded copy inside one chosen attention region.
+
+        Draws from torch's global RNG, which training seeds per (seed, step, rank)
+        (``ForgeryModule.step_rng``): the one randomness mechanism of training, exact on resume and
+        different on each rank.
 
         Args:
             images: (B, 3, H, W) in the network's normalised space.
             attention_maps: (B, M, h, w) non-negative maps (MAT's maps before head dropout).
-            generator: optional generator on the images' device, for reproducible draws.
         Returns:
             mixed (B, 3, H, W), selected (B,) long map index, soft mask (B, 1, H, W) in [0, 1].
         """
@@ -97,15 +96,15 @@ class AGDA(nn.Module):
                 f"{tuple(images.shape)} and {tuple(attention_maps.shape)}"
             )
         B, _, H, W = images.shape
-        selected = torch.multinomial(agda_map_weights(attention_maps), 1, generator=generator).squeeze(1)
+        selected = torch.multinomial(agda_map_weights(attention_maps), 1).squeeze(1)
         index = selected.view(B, 1, 1, 1).expand(B, 1, *attention_maps.shape[-2:])
         chosen = torch.gather(attention_maps, 1, index).to(images.dtype)
         chosen = F.interpolate(chosen, size=(H, W), mode="bilinear", align_corners=True)
         chosen = chosen / (chosen.amax(dim=(2, 3), keepdim=True) + 1e-8)
-        t = self._uniform(self.threshold, images.device, generator)
-        z = self._uniform(self.zoom, images.device, generator)
+        t = self._uniform(self.threshold, images.device)
+        z = self._uniform(self.zoom, images.device)
         mask = soft_threshold(chosen, t.to(images.dtype), z.to(images.dtype))
-        mixed = images * (1 - mask) + self.degrade(images, generator) * mask
+        mixed = images * (1 - mask) + self.degrade(images) * mask
         return mixed, selected, mask
 
     def extra_repr(self) -> str:

@@ -251,13 +251,13 @@ class HeadDropout(nn.Module):
             raise ValueError(f"HeadDropout: p must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, M, ...) -> (x times the mask broadcast over trailing dims, mask (B, M))."""
         B, M = x.shape[:2]
         if not self.training or self.p == 0.0:
             mask = torch.ones(B, M, device=x.device, dtype=x.dtype)
         else:
-            keep = torch.rand(B, M, device=x.device, generator=generator) >= self.p
+            keep = torch.rand(B, M, device=x.device) >= self.p
             mask = keep.to(x.dtype) / (1.0 - self.p)
         return x * mask.view(B, M, *([1] * (x.dim() - 2))), mask
 

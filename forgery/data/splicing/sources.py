@@ -653,9 +653,9 @@ def _list(
     )
 
 
-
 class DataOptionError(DataError, TypeError):
     """An option the dataset's indexer does not take (a TypeError, as for a wrong keyword argument)."""
+
 
 # -------------------------------------------------------------------------------------------- registry
 _REPORTERS: dict[str, Callable[..., IndexResult]] = {
