@@ -140,3 +140,28 @@ def test_gpu_trainer_defaults(make_cfg, monkeypatch, bf16: bool, expected: str) 
     assert cfg.trainer.precision == expected and cfg.trainer.benchmark is True
     assert cfg.callbacks.backend_flags.float32_matmul_precision == "high"
     assert cfg.data.pin_memory == "auto"
+
+
+def test_out_of_place_silu_same_outputs_and_no_activation_copies() -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    from forgery.models.layers import out_of_place_silu
+
+    torch.manual_seed(0)
+    net = MAT(backbone=TINY).train()
+    x = torch.randn(2, 3, 64, 64)
+
+    def run() -> tuple[torch.Tensor, int]:
+        torch.manual_seed(1)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = net(x)
+            out.logits.sum().backward()
+        copies = sum(e.count for e in prof.key_averages() if e.key == "aten::copy_")
+        return out.logits.detach(), copies
+
+    ref, copies_inplace = run()
+    net.zero_grad()
+    assert out_of_place_silu(net) > 0 and out_of_place_silu(net) == 0
+    out, copies = run()
+    torch.testing.assert_close(out, ref)
+    assert copies < copies_inplace

@@ -1,5 +1,6 @@
 """Reusable network layers."""
 
+from forgery.models.layers.activations import out_of_place_silu
 from forgery.models.layers.squeeze_excite import SqueezeExcite
 
-__all__ = ["SqueezeExcite"]
+__all__ = ["SqueezeExcite", "out_of_place_silu"]
