@@ -165,3 +165,43 @@ def test_out_of_place_silu_same_outputs_and_no_activation_copies() -> None:
     out, copies = run()
     torch.testing.assert_close(out, ref)
     assert copies < copies_inplace
+
+
+@pytest.mark.parametrize(("stride", "dilation", "bias"), [(1, 1, False), (2, 1, True), (1, 2, False)])
+def test_depthwise_weight_grad_equals_autograd(stride: int, dilation: int, bias: bool) -> None:
+    from forgery.models.layers.depthwise import FastDepthwiseConv2d, fast_depthwise_grads
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(
+        16, 16, 5, stride=stride, padding=2 * dilation, dilation=dilation, groups=16, bias=bias
+    )
+    net = torch.nn.Sequential(conv)
+    x = torch.randn(2, 16, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = conv(x)
+    grad_out = torch.randn_like(y)
+    y.backward(grad_out)
+    ref = [p.grad.clone() for p in conv.parameters()] + [x.grad.clone()]
+    conv.zero_grad()
+    x.grad = None
+    assert fast_depthwise_grads(net) == 1 and type(conv) is FastDepthwiseConv2d
+    assert list(conv.state_dict()) == ["weight", "bias"][: 1 + bias]
+    y2 = conv(x)
+    assert y2.grad_fn is not None and "DepthwiseConv" in type(y2.grad_fn).__name__  # the fast path ran
+    y2.backward(grad_out)
+    torch.testing.assert_close(y2, y)
+    for got, want in zip([p.grad for p in conv.parameters()] + [x.grad], ref):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference and large maps take oneDNN's path
+        assert conv(x).grad_fn is None
+    big = torch.randn(4, 16, 64, 64, requires_grad=True)
+    assert "DepthwiseConv" not in type(conv(big).grad_fn).__name__
+
+
+def test_face_module_switches_depthwise_and_silu() -> None:
+    from forgery.models.layers.depthwise import FastDepthwiseConv2d
+
+    cfg = compose_groups({"model": "mat", "loss": "mat", "augmentation": "agda"})
+    module = build_module(cfg["model"], cfg["loss"], cfg["augmentation"])
+    kinds = [m for m in module.net.modules() if isinstance(m, FastDepthwiseConv2d)]
+    assert len(kinds) == 16 and all(m.kernel_size == (5, 5) for m in kinds)  # B4's 5x5 depthwise convs
+    assert not any(isinstance(m, torch.nn.SiLU) and m.inplace for m in module.net.modules())

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forgery.metrics import DetectionMetrics
-from forgery.models.layers import out_of_place_silu
+from forgery.models.layers import fast_depthwise_grads, out_of_place_silu
 from forgery.modules.base import ForgeryModule, check_finite
 from forgery.utils.visualize import attention_grid, log_image, save_png
 
@@ -86,7 +86,10 @@ class FaceForgeryModule(ForgeryModule):
         if channels_last not in (True, False, "auto"):
             raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}")
         self.net = net
-        out_of_place_silu(self.net)  # in-place SiLU copies its input for autograd: same math, slower
+        # training speed, same math: in-place SiLU copies its input for autograd; oneDNN's 5x5 depthwise
+        # weight gradient is very slow on small CPU maps (forgery.models.layers.depthwise)
+        out_of_place_silu(self.net)
+        fast_depthwise_grads(self.net)
         self.uses_channels_last = False  # the layout in use; "auto" is resolved in setup()
         self._set_layout(mat_channels_last(channels_last, "cpu", "32-true"))
         self.loss = loss
