@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast lint format bench clean
+.PHONY: install train test test-fast lint format bench bench-full clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -33,8 +33,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format forgery tests experiments
 	$(VENV)/bin/ruff check --fix forgery tests experiments
 
-bench: $(STAMP) ## speed/memory benchmarks, JSON to experiments/results/bench.json
-	$(PY) experiments/bench.py --out experiments/results/bench.json
+bench: $(STAMP) ## quick benchmark (a few minutes): experiments/benchmarks/quick-<device>.{json,md}
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/forgery-bench bench=quick $(ARGS)
+
+bench-full: $(STAMP) ## the committed benchmark (about an hour on 2 CPU cores): experiments/benchmarks/full-<device>.*
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/forgery-bench bench=full $(ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

@@ -174,7 +174,9 @@ def test_faces_extracts_a_tiny_video(work: Path) -> None:
     assert report["missing"]["count"] == 9  # 001, and 000_001 + 001_000 of the 4 default methods
 
 
-@pytest.mark.parametrize("script", ["forgery-train", "forgery-eval", "forgery-predict", "forgery-faces"])
+@pytest.mark.parametrize(
+    "script", ["forgery-train", "forgery-eval", "forgery-predict", "forgery-faces", "forgery-convert", "forgery-bench"]
+)
 def test_help_names_the_task_and_main_options(script: str, work: Path) -> None:
     res = run_cli(script, "--help", cwd=work)
     assert res.stdout.startswith(f"{script}: ") and "Main options:" in res.stdout

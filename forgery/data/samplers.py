@@ -123,19 +123,44 @@ def train_resume_point(trainer: Any) -> tuple[int, int]:
     return epochs.completed, batches.processed
 
 
+GPU_PREFETCH_FACTOR = 4  # batches each worker keeps ready when training on a GPU (torch's default: 2)
+
+
+def _on_cuda(trainer: Any) -> bool:
+    """Whether the loader feeds a GPU: the trainer's root device, or (no trainer) a visible GPU."""
+    if trainer is not None:
+        try:
+            return trainer.strategy.root_device.type == "cuda"
+        except AttributeError:
+            return False
+    return torch.cuda.is_available()
+
+
 def make_loader(
     dataset: Dataset,
     split: str,
     batch_size: int,
     num_workers: int = 0,
-    pin_memory: bool = False,
+    pin_memory: bool | str = "auto",
     collate_fn: Callable | None = None,
     seed: int | None = None,
     trainer: Any = None,
+    prefetch_factor: int | None = None,
 ) -> DataLoader:
     """Training loaders draw a :class:`GlobalBatchSampler` order (seeded, resumable from ``trainer``'s
     restored position); validation/test loaders keep order and, under DDP, give each sample to exactly one
-    rank (:func:`eval_sampler`). ``seed`` defaults to the run's seed (:func:`global_seed`)."""
+    rank (:func:`eval_sampler`). ``seed`` defaults to the run's seed (:func:`global_seed`).
+
+    Workers persist across epochs. ``pin_memory="auto"`` pins batches when they go to a GPU;
+    ``prefetch_factor`` None keeps torch's 2 batches per worker on CPU and uses :data:`GPU_PREFETCH_FACTOR`
+    on a GPU."""
+    on_cuda = _on_cuda(trainer)
+    if pin_memory == "auto":
+        pin_memory = on_cuda
+    elif not isinstance(pin_memory, bool):
+        raise ValueError(f"pin_memory must be true, false or auto, got {pin_memory!r}")
+    if prefetch_factor is None and num_workers > 0:
+        prefetch_factor = GPU_PREFETCH_FACTOR if on_cuda else 2
     if split == "train":
         epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else None
         seed = global_seed() if seed is None else seed
@@ -153,6 +178,7 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
         collate_fn=collate_fn,
     )
 

@@ -179,7 +179,9 @@ class AGDAMatchLoss(nn.Module):
                 f"{tuple(features_agda.shape)}"
             )
         _check_labels(selected, features.shape[0], "AGDAMatchLoss (selected)")
-        keep = 1.0 - F.one_hot(selected, features.shape[1]).to(torch.float32)
+        # not F.one_hot: on CUDA it reads the indices back to check their range (a host-device sync)
+        maps = torch.arange(features.shape[1], device=selected.device)
+        keep = (selected.unsqueeze(1) != maps).to(torch.float32)
         distance = torch.linalg.vector_norm(features_agda.float() - features.float(), dim=-1)
         return (distance * keep).mean()
 

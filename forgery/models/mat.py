@@ -81,6 +81,11 @@ class MATOutput:
     dropout_mask: Tensor | None = None
 
 
+def _channels_last(x: Tensor) -> bool:
+    """True for a 4-D tensor laid out channels-last (and not also plainly contiguous, e.g. C = 1)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def standardize_spatial(x: Tensor, eps: float = 1e-8) -> Tensor:
     """Standardise each channel of (B, C, H, W) over space: mean 0, std 1 (unbiased std, as official).
 
@@ -140,8 +145,13 @@ class TextureEnhanceV1(nn.Module):
         self.conv_last = nn.Conv2d(4 * c, 4 * c, 1)
         self.bn_last = nn.BatchNorm2d(4 * c)
 
-    def forward(self, features: Tensor, attention_maps: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, C, H, W) shallow features, (B, M, h, w) maps (only their size used) -> ((B, 4C, H, W), D)."""
+    def forward(
+        self, features: Tensor, attention_maps: Tensor, upsampled: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(B, C, H, W) shallow features, (B, M, h, w) maps (only their size used) -> ((B, 4C, H, W), D).
+
+        ``upsampled`` is accepted for a common signature with v2 and unused.
+        """
         pooled = F.adaptive_avg_pool2d(features, attention_maps.shape[-2:])
         x = features - F.interpolate(pooled, size=features.shape[-2:], mode="nearest")
         x0 = self.conv0(x)
@@ -178,23 +188,43 @@ class TextureEnhanceV2(nn.Module):
         self.bn_last = nn.BatchNorm2d(m * c)
 
     def _cat(self, a: Tensor, b: Tensor) -> Tensor:
-        """Concatenate (B, M*Ca, H, W) and (B, M*Cb, H, W) channel-wise within each map's group."""
+        """Concatenate (B, M*Ca, H, W) and (B, M*Cb, H, W) channel-wise within each map's group.
+
+        Channels-last inputs are concatenated in their (B, H, W, C) memory order, so the result stays
+        channels-last with a single copy (the 5-D detour of the contiguous path would flip the layout).
+        """
         B, _, H, W = a.shape
         m = self.num_attentions
+        if _channels_last(a):
+            a_, b_ = (t.permute(0, 2, 3, 1).reshape(B, H, W, m, -1) for t in (a, b))
+            return torch.cat([a_, b_], dim=4).reshape(B, H, W, -1).permute(0, 3, 1, 2)
         return torch.cat([a.reshape(B, m, -1, H, W), b.reshape(B, m, -1, H, W)], dim=2).reshape(B, -1, H, W)
 
-    def forward(self, features: Tensor, attention_maps: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, C, H, W) shallow features, (B, M, h, w) maps -> ((B, M, C, H, W), D (B, C, h, w))."""
+    def _gated(self, x: Tensor, gate: Tensor) -> Tensor:
+        """(B, C, H, W) features times each of the (B, M, H, W) gates -> (B, M*C, H, W), map-major."""
+        B, C, H, W = x.shape
+        if _channels_last(x):
+            prod = gate.permute(0, 2, 3, 1).unsqueeze(-1) * x.permute(0, 2, 3, 1).unsqueeze(-2)
+            return prod.reshape(B, H, W, -1).permute(0, 3, 1, 2)
+        return (x.unsqueeze(1) * gate.unsqueeze(2)).reshape(B, -1, H, W)
+
+    def forward(
+        self, features: Tensor, attention_maps: Tensor, upsampled: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(B, C, H, W) shallow features, (B, M, h, w) maps -> ((B, M, C, H, W), D (B, C, h, w)).
+
+        ``upsampled``: the maps already bilinearly resized (align_corners=True) to (H, W), when the caller
+        has them (MAT shares them with its attention pooling); computed here otherwise.
+        """
         B, C, H, W = features.shape
         x = self.conv_extract(features)
         pooled = F.adaptive_avg_pool2d(x, attention_maps.shape[-2:])
         if pooled.shape[2] < H:
             x = x - F.interpolate(pooled, size=(H, W), mode="nearest")
-        gate = torch.tanh(
-            F.interpolate(attention_maps.detach(), size=(H, W), mode="bilinear", align_corners=True)
-        )
-        x = (x.unsqueeze(1) * gate.unsqueeze(2)).reshape(B, -1, H, W)
-        x0 = self.conv0(x)
+        if upsampled is None:
+            upsampled = F.interpolate(attention_maps, size=(H, W), mode="bilinear", align_corners=True)
+        gate = torch.tanh(upsampled.detach()).to(x.dtype)
+        x0 = self.conv0(self._gated(x, gate))
         x1 = self._cat(x0, self.conv1(F.relu(self.bn1(x0))))
         x2 = self._cat(x1, self.conv2(F.relu(self.bn2(x1))))
         x3 = self._cat(x2, self.conv3(F.relu(self.bn3(x2))))
@@ -469,9 +499,14 @@ class MAT(nn.Module):
 
         shallow, deep, final = self.forward_backbone(images)
         attention_maps = self.attention(deep)
-        texture, pooled = self.texture(shallow, attention_maps)
+        # the maps at the shallow size, once: the texture gate and the textural attention pooling share them
+        with torch.autocast(images.device.type, enabled=False):
+            maps_up = F.interpolate(
+                attention_maps.float(), size=shallow.shape[-2:], mode="bilinear", align_corners=True
+            )
+        texture, pooled = self.texture(shallow, attention_maps, upsampled=maps_up)
         ril_features = self.bap(standardize_spatial(pooled), attention_maps, norm="l2")
-        feature_matrix = self.bap(texture, attention_maps, norm="l2")
+        feature_matrix = self.bap(texture, maps_up, norm="l2")
         dropped_maps, mask = self.head_dropout(attention_maps)
 
         local = (feature_matrix * mask.unsqueeze(-1)).flatten(1)

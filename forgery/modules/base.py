@@ -228,6 +228,14 @@ class ForgeryModule(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
         }
 
+    def configure_model(self) -> None:
+        """``model.compile=true``: compiles ``net`` in place (``nn.Module.compile``: parameter names and
+        checkpoints unchanged), once, after ``setup`` (SyncBatchNorm conversion) and before DDP wrapping."""
+        net = getattr(self, "net", None)
+        if self.hparams.get("compile") and net is not None and not getattr(self, "_net_compiled", False):
+            net.compile(**dict(self.hparams.get("compile_options") or {}))
+            self._net_compiled = True
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CKPT_KEY] = {
             "kind": self.kind,

@@ -12,12 +12,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forgery.metrics import DetectionMetrics
+from forgery.models.layers import fast_depthwise_grads, out_of_place_silu
 from forgery.modules.base import ForgeryModule, check_finite
 from forgery.utils.visualize import attention_grid
 
-__all__ = ["FaceForgeryModule"]
+__all__ = ["FaceForgeryModule", "mat_channels_last"]
 
 log = logging.getLogger(__name__)
+
+
+def mat_channels_last(setting: bool | str, device: str, precision: str) -> bool:
+    """The memory layout MAT runs in. ``"auto"``: channels-last, except bf16 autocast on a CPU (oneDNN's
+    bf16 kernels run MAT faster contiguous); measured on CPU (``experiments/benchmarks``), not on GPUs."""
+    if setting == "auto":
+        return not (device == "cpu" and precision.startswith("bf16"))
+    return bool(setting)
 
 
 class FaceForgeryModule(ForgeryModule):
@@ -36,6 +45,12 @@ class FaceForgeryModule(ForgeryModule):
         num_vis: faces in the validation picture grid.
         on_nonfinite: ``raise`` on a non-finite training loss (naming the step and the batch's video keys) or
             ``skip`` the batch and count it (``train/nonfinite_skipped``).
+        channels_last: run the network in channels-last memory format: ``True``, ``False`` or ``"auto"``
+            (:func:`mat_channels_last`: channels-last except under bf16 autocast on a CPU, as measured in
+            ``experiments/benchmarks``), decided when the trainer sets the module up.
+        compile: ``torch.compile`` the network (in place, state-dict names unchanged) when the trainer sets
+            the model up.
+        compile_options: ``torch.compile``'s keyword arguments (``backend``, ``mode``), or None.
 
     Face crops skipped by ``data.on_error=skip`` are counted per stage (``<stage>/skipped``; a batch left
     empty is skipped), and the datamodule's listed-but-uncropped videos (``dropped_videos``) are logged as
@@ -60,12 +75,23 @@ class FaceForgeryModule(ForgeryModule):
         sync_batchnorm: bool = False,
         num_vis: int = 8,
         on_nonfinite: str = "raise",
+        channels_last: bool | str = False,
+        compile: bool = False,
+        compile_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
             ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False
         )
+        if channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}")
         self.net = net
+        # training speed, same math: in-place SiLU copies its input for autograd; oneDNN's 5x5 depthwise
+        # weight gradient is very slow on small CPU maps (forgery.models.layers.depthwise)
+        out_of_place_silu(self.net)
+        fast_depthwise_grads(self.net)
+        self.uses_channels_last = False  # the layout in use; "auto" is resolved in setup()
+        self._set_layout(mat_channels_last(channels_last, "cpu", "32-true"))
         self.loss = loss
         self.augmentation = augmentation
         self.optimizer_factory = optimizer
@@ -122,10 +148,27 @@ class FaceForgeryModule(ForgeryModule):
     def setup(self, stage: str) -> None:
         if self.hparams.sync_batchnorm and self._trainer is not None and self.trainer.world_size > 1:
             self.net = self.net.convert_sync_batchnorm()
+        if self._trainer is not None:
+            device = self.trainer.strategy.root_device.type
+            self._set_layout(
+                mat_channels_last(self.hparams.channels_last, device, str(self.trainer.precision))
+            )
+
+    def _set_layout(self, channels_last: bool) -> None:
+        if channels_last != self.uses_channels_last:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            self.net = self.net.to(memory_format=fmt)
+            self.uses_channels_last = channels_last
 
     def forward(self, images: Tensor):
         """images (B, 3, H, W) in [0, 1] -> ``MATOutput``."""
-        return self.net(self.normalize(images))
+        return self._net_forward(self.normalize(images))
+
+    def _net_forward(self, x: Tensor):
+        """The network on normalised images, in the module's memory format."""
+        if self.uses_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "image" in batch:
@@ -146,11 +189,11 @@ class FaceForgeryModule(ForgeryModule):
         x = self.normalize(batch["image"])
         labels = batch["label"]
         with self.step_rng(stream=2):  # head dropout and AGDA draws: per step and rank, exact on resume
-            out = self.net(x)
+            out = self._net_forward(x)
             out_agda = selected = None
             if self.augmentation is not None and out.attention_maps is not None:
                 mixed, selected, _ = self.augmentation(x, out.attention_maps.detach())
-                out_agda = self.net(mixed)
+                out_agda = self._net_forward(mixed)
             terms = self.loss(
                 out, labels, out_agda, selected, update_centers_on_agda=self.hparams.agda_center_update
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -50,6 +50,9 @@ class SplicingModule(ForgeryModule):
             not by the image (e.g. NIST16's 3488 x 2616 with ``data.eval_resize=tile``). A multiple of 16;
             None (default) always runs the whole image.
         eval_tile_overlap: pixels shared by neighbouring tiles, in [0, eval_tile).
+        compile: ``torch.compile`` the network (in place, state-dict names unchanged) when the trainer sets
+            the model up.
+        compile_options: ``torch.compile``'s keyword arguments (``backend``, ``mode``), or None.
     """
 
     kind = "splicing"
@@ -72,6 +75,8 @@ class SplicingModule(ForgeryModule):
         on_nonfinite: str = "raise",
         eval_tile: int | None = None,
         eval_tile_overlap: int = 64,
+        compile: bool = False,
+        compile_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(

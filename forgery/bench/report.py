@@ -1,0 +1,160 @@
+"""The benchmark's JSON record: its schema (checked before writing), and the table printed from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["SCHEMA_VERSION", "check_schema", "format_table"]
+
+SCHEMA_VERSION = 1
+
+_NUM = (int, float)
+_TOP: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "preset": str,
+    "created": str,
+    "command": str,
+    "machine": dict,
+    "peak_flops_per_s": dict,
+    "steps": list,
+    "loaders": list,
+    "eval_memory": dict,
+    "extraction": (dict, type(None)),
+}
+_STEP: dict[str, type | tuple[type, ...]] = {
+    "label": str,
+    "mode": str,
+    "batch": int,
+    "size": int,
+    "precision": str,
+    "channels_last": bool,
+    "compile": bool,
+    "device": str,
+    "warmup": int,
+    "steps": int,
+    "threads": int,
+    "params": int,
+    "step_s": dict,
+    "cpu_s_per_step": _NUM,
+    "images_per_s": _NUM,
+    "peak_memory_mb": _NUM,
+    "memory_kind": str,
+    "flops_per_image": (*_NUM, type(None)),
+    "achieved_flops_per_s": (*_NUM, type(None)),
+    "fraction_of_peak": (*_NUM, type(None)),
+}
+_LOADER: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "images": int,
+    "size": int,
+    "batch_size": int,
+    "images_per_s_per_worker": _NUM,
+}
+_EVAL: dict[str, type | tuple[type, ...]] = {
+    "task": str,
+    "images": int,
+    "size": int,
+    "peak_memory_mb": _NUM,
+    "memory_kind": str,
+}
+
+
+def _check(record: Any, fields: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    if not isinstance(record, dict):
+        problems.append(f"{where}: expected an object, got {type(record).__name__}")
+        return
+    for key, kind in fields.items():
+        if key not in record:
+            problems.append(f"{where}: missing {key!r}")
+        elif isinstance(record[key], bool) and kind in (int, _NUM) or not isinstance(record[key], kind):
+            problems.append(f"{where}.{key}: expected {kind}, got {type(record[key]).__name__}")
+
+
+def check_schema(payload: Mapping[str, Any]) -> None:
+    """Raises ValueError listing every missing or mistyped field of a benchmark record."""
+    problems: list[str] = []
+    _check(payload, _TOP, "bench", problems)
+    if payload.get("schema_version") not in (None, SCHEMA_VERSION):
+        problems.append(f"bench.schema_version: {payload.get('schema_version')} is not {SCHEMA_VERSION}")
+    for i, step in enumerate(payload.get("steps") or []):
+        _check(step, _STEP, f"steps[{i}]", problems)
+        times = step.get("step_s") if isinstance(step, dict) else None
+        if isinstance(times, dict):
+            for key in ("median", "min", "max"):
+                if not isinstance(times.get(key), _NUM):
+                    problems.append(f"steps[{i}].step_s.{key}: missing or not a number")
+        if isinstance(step, dict) and step.get("mode") not in ("train", "infer"):
+            problems.append(f"steps[{i}].mode: {step.get('mode')!r} is not train or infer")
+    for i, loader in enumerate(payload.get("loaders") or []):
+        _check(loader, _LOADER, f"loaders[{i}]", problems)
+    ev = payload.get("eval_memory")
+    if isinstance(ev, dict):
+        for i, run in enumerate(ev.get("runs", [])):
+            _check(run, _EVAL, f"eval_memory.runs[{i}]", problems)
+        if not isinstance(ev.get("growth"), dict):
+            problems.append("eval_memory.growth: missing")
+    ex = payload.get("extraction")
+    if isinstance(ex, dict) and not isinstance(ex.get("frames_per_s_per_worker"), (*_NUM, type(None))):
+        problems.append("extraction.frames_per_s_per_worker: missing or not a number")
+    if problems:
+        raise ValueError("benchmark record does not follow schema v1:\n  " + "\n  ".join(problems))
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_table(payload: Mapping[str, Any]) -> str:
+    """Markdown tables of a benchmark record (steps, loaders, evaluation memory, extraction)."""
+    m = payload["machine"]
+    lines = [
+        f"# forgery-bench `{payload['preset']}` — {payload['created']}",
+        "",
+        f"`{payload['command']}`",
+        "",
+        f"torch {m['torch']}, {m['device']} ({m.get('gpu') or m['cpu']}), {m['threads']} threads. Peak "
+        + ", ".join(f"{k} matmul {v / 1e9:.0f} GFLOP/s" for k, v in payload["peak_flops_per_s"].items()),
+        "",
+        "| case | mode | batch x size | precision | channels-last | compile | device "
+        "| step s median (min-max) | CPU s/step | img/s | peak MB | GFLOP/img | GFLOP/s | % peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in payload["steps"]:
+        t = s["step_s"]
+        gf = None if s["flops_per_image"] is None else s["flops_per_image"] / 1e9
+        gfs = None if s["achieved_flops_per_s"] is None else s["achieved_flops_per_s"] / 1e9
+        frac = None if s["fraction_of_peak"] is None else 100 * s["fraction_of_peak"]
+        lines.append(
+            f"| {s['label']} | {s['mode']} | {s['batch']} x {s['size']} | {s['precision']} | "
+            f"{'yes' if s['channels_last'] else 'no'} | {'yes' if s['compile'] else 'no'} | {s['device']} | "
+            f"{t['median']:.3f} ({t['min']:.3f}-{t['max']:.3f}) | {s['cpu_s_per_step']:.3f} | "
+            f"{s['images_per_s']:.2f} | "
+            f"{s['peak_memory_mb']:.0f} {'RSS' if s['memory_kind'] == 'rss' else 'GPU'} | {_f(gf)} | "
+            f"{_f(gfs, 1)} | {_f(frac, 0)} |"
+        )
+    if payload["loaders"]:
+        lines += ["", "| loader | images | size | img/s per worker |", "|---|---|---|---|"]
+        for ld in payload["loaders"]:
+            lines.append(
+                f"| {ld['name']} | {ld['images']} | {ld['size']} | {ld['images_per_s_per_worker']:.1f} |"
+            )
+    ev = payload["eval_memory"]
+    if ev.get("runs"):
+        lines += ["", "| evaluation | images | size | peak MB |", "|---|---|---|---|"]
+        for r in ev["runs"]:
+            lines.append(f"| {r['task']} | {r['images']} | {r['size']} | {r['peak_memory_mb']:.0f} |")
+        for task, g in ev["growth"].items():
+            lines.append(
+                f"\n{task}: {g['growth_mb']:+.1f} MB from {g['images_min']} to {g['images_max']} images "
+                f"({g['growth_mb_per_1000_images']:+.2f} MB per 1000)"
+            )
+    ex = payload.get("extraction")
+    if ex:
+        lines += [
+            "",
+            f"Face extraction, 1080p video: {_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker "
+            f"({ex.get('frames_sampled')} frames, {ex.get('frames_with_face')} with a face; "
+            f"{ex.get('measured_by')})",
+        ]
+    return "\n".join(lines) + "\n"
