@@ -175,7 +175,8 @@ def test_faces_extracts_a_tiny_video(work: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["forgery-train", "forgery-eval", "forgery-predict", "forgery-faces", "forgery-convert", "forgery-bench"]
+    "script",
+    ["forgery-train", "forgery-eval", "forgery-predict", "forgery-faces", "forgery-convert", "forgery-bench"],
 )
 def test_help_names_the_task_and_main_options(script: str, work: Path) -> None:
     res = run_cli(script, "--help", cwd=work)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from forgery.bench.system import PeakMemory, set_threads
-from forgery.data.splicing.dataset import collate_skipping
+from forgery.data.base import collate_skipping
 from forgery.modules.base import build_module
 
 __all__ = ["eval_peak_memory", "eval_memory_growth"]

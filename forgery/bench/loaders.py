@@ -4,7 +4,7 @@ Tiny temporary datasets are generated (smooth random scenes with noise, saved as
 them: JPEG images with PNG masks for splicing, PNG face crops for faces) and read through the real
 datasets (:class:`~forgery.data.splicing.dataset.SplicingDataset`,
 :class:`~forgery.data.faces.dataset.FaceFrameDataset`) and a ``DataLoader`` with
-:func:`~forgery.data.splicing.dataset.collate_skipping`, in this process: decode, resize and collate of
+:func:`~forgery.data.base.collate_skipping`, in this process: decode, resize and collate of
 one worker. A DataLoader with ``num_workers=k`` scales this by up to k.
 """
 
@@ -21,9 +21,10 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from forgery.data.base import collate_skipping
 from forgery.data.faces.dataset import FaceFrameDataset
 from forgery.data.faces.sources import INDEX_COLUMNS
-from forgery.data.splicing.dataset import SplicingDataset, collate_skipping
+from forgery.data.splicing.dataset import SplicingDataset
 from forgery.data.splicing.sources import SplicingRecord
 
 __all__ = ["face_crop_throughput", "scene", "splicing_jpeg_throughput"]

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from forgery.bench.flops import count_flops
 from forgery.bench.system import PeakMemory, set_threads, sync
-from forgery.data.splicing.dataset import collate_skipping
+from forgery.data.base import collate_skipping
 from forgery.modules.base import ForgeryModule, build_module
 
 __all__ = ["MODES", "PRECISIONS", "StepCase", "run_step_case"]

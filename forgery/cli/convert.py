@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
+from forgery.errors import ConfigError
 from forgery.models.official import (
     OFFICIAL_KINDS,
     OfficialWeightsError,
@@ -86,7 +87,9 @@ def build_converted(
 
 def convert(cfg: DictConfig) -> Path:
     """Reads ``cfg.input``, writes the checkpoint ``cfg.output`` (atomically); returns its path."""
-    kind = cfg.official_model
+    kind = cfg.get("official_model")
+    if kind is None:
+        raise ConfigError("official=mtse or official=mat is required (which paper's weights input holds)")
     source = Path(cfg.input)
     output = Path(cfg.output)
     if output.resolve() == source.resolve():
