@@ -16,7 +16,7 @@ import torch._inductor.config as inductor_config
 from torch.utils.data import DataLoader
 
 from forgery.cli.bench import compose_groups
-from forgery.data.splicing.dataset import collate_skipping
+from forgery.data.base import collate_skipping
 from forgery.modules import build_module
 
 CASES = {
