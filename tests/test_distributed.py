@@ -187,7 +187,7 @@ def test_two_process_training_centers_equal_one_process(tmp_path: Path) -> None:
         # and so does everything the steps changed (gradients were reduced the same way)
         for name, value in ref.items():
             if value.is_floating_point():
-                torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
+                torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, equal_nan=True, msg=name)
 
 
 def test_two_process_mtse_training_equals_one_process(tmp_path: Path) -> None:

@@ -1,10 +1,7 @@
 """Face-extraction throughput (frames per second per worker) on a generated 1080p video.
 
-:func:`extraction_throughput` is the one place that knows how to measure it: it calls
-``forgery.data.faces.extract.extraction_throughput(video_path, settings)`` when the extraction module
-provides it, and otherwise times the current path (:func:`~forgery.data.faces.extract.process_video`: decode,
-detect, crop, write PNGs) on one video in this process with OpenCV on one thread, as one worker of
-``forgery-faces`` runs.
+:func:`extraction_throughput` runs ``forgery.data.faces.extract.extraction_throughput`` (decode the sampled
+frames, detect, crop, write PNGs) on one video, one thread, as one worker of ``forgery-faces`` runs.
 
 The video (:func:`make_face_video`) is a scikit-image face photo (the astronaut), enlarged to a ~250 px face,
 moving a little on a textured 1920 x 1080 background: a talking-head shot at FF++'s resolution.
@@ -12,8 +9,6 @@ moving a little on a textured 1920 x 1080 background: a talking-head shot at FF+
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +18,6 @@ import numpy as np
 from forgery.bench.loaders import scene
 from forgery.data.faces import extract
 from forgery.data.faces.extract import ExtractSettings
-from forgery.data.faces.sources import VideoRecord
 
 __all__ = ["extraction_throughput", "make_face_video"]
 
@@ -55,26 +49,21 @@ def make_face_video(
     return path
 
 
-def _time_current_path(video_path: Path, settings: ExtractSettings) -> dict[str, Any]:
-    """One worker of the current extraction path on one video: sampled frames per second."""
-    extract._init_worker(settings, 1)
-    record = VideoRecord("bench/video", Path(video_path), 0, "bench", "na", "na", "test")
-    with tempfile.TemporaryDirectory(prefix="forgery-bench-extract-") as out:
-        t0 = time.perf_counter()
-        result = extract.process_video(record, Path(out), overwrite=True)
-        seconds = time.perf_counter() - t0
-    sampled = int(result["frames_sampled"])
-    return {
-        "frames_sampled": sampled,
-        "frames_with_face": len(result["faces"]),
-        "seconds": seconds,
-        "frames_per_s_per_worker": sampled / seconds if seconds > 0 else None,
-    }
-
-
 def extraction_throughput(video_path: str | Path, settings: ExtractSettings) -> dict[str, Any]:
-    """Frames per second per worker of face extraction on ``video_path`` (see the module docstring)."""
-    own = getattr(extract, "extraction_throughput", None)
-    if own is not None:
-        return {**own(Path(video_path), settings), "measured_by": "forgery.data.faces.extract"}
-    return {**_time_current_path(Path(video_path), settings), "measured_by": "forgery.bench (process_video)"}
+    """Frames per second of one extraction worker on ``video_path`` (one thread), from
+    :func:`forgery.data.faces.extract.extraction_throughput`; ``frames_per_cpu_s`` is the per-core rate,
+    which holds even on a shared machine."""
+    r = extract.extraction_throughput(Path(video_path), settings, split="test", threads=1)
+    return {
+        "frames_sampled": r["frames"],
+        "frames_with_face": r["frames_with_face"],
+        "found_by": r["found_by"],
+        "seconds": r["seconds"],
+        "frames_per_s_per_worker": r["frames_per_s"],
+        "frames_per_cpu_s": r["frames_per_cpu_s"],
+        "decode_s": r.get("decode_s"),
+        "detect_s": r.get("detect_s"),
+        "width": r.get("width"),
+        "height": r.get("height"),
+        "measured_by": "forgery.data.faces.extract.extraction_throughput",
+    }

@@ -153,8 +153,8 @@ def format_table(payload: Mapping[str, Any]) -> str:
     if ex:
         lines += [
             "",
-            f"Face extraction, 1080p video: {_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker "
-            f"({ex.get('frames_sampled')} frames, {ex.get('frames_with_face')} with a face; "
-            f"{ex.get('measured_by')})",
+            f"Face extraction, 1080p video: {_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker, "
+            f"{_f(ex.get('frames_per_cpu_s'), 1)} per CPU-second ({ex.get('frames_sampled')} frames, "
+            f"{ex.get('frames_with_face')} with a face; {ex.get('measured_by')})",
         ]
     return "\n".join(lines) + "\n"
