@@ -107,6 +107,8 @@ def _quiet_third_party() -> None:
         ".*Found .* module\\(s\\) in eval mode at the start of training.*",
         ".*Consider setting `persistent_workers=True`.*",
         ".*Experiment logs directory .* exists and is not empty.*",
+        # ForgeryModule runs the device-side augmentation in on_after_batch_transfer on purpose.
+        ".*overridden `on_after_batch_transfer` in `LightningModule`.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
