@@ -139,3 +139,20 @@ def test_check_schema_names_what_is_wrong() -> None:
     assert "steps[0].mode: 'fit' is not train or infer" in text
     assert "steps[0]: missing 'step_s'" in text
     assert "loaders[0].images: expected" in text
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_conv_backward_flops_are_two_forwards_for_grouped_convs(groups: int) -> None:
+    """A convolution's input and weight gradients cost one forward convolution each, grouped or not
+    (torch's own formula multiplies a depthwise weight gradient by the channel count)."""
+    import torch
+
+    from forgery.bench.flops import count_flops
+
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
+    x = torch.randn(2, 16, 10, 10, requires_grad=True)
+    forward = 2 * 2 * 16 * (16 // groups) * 9 * 10 * 10
+    assert count_flops(lambda: conv(x)) == forward
+    assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+    frozen = torch.randn(2, 16, 10, 10)  # no input gradient: one forward for the weight's
+    assert count_flops(lambda: conv(frozen).sum().backward()) == 2 * forward

@@ -95,7 +95,7 @@ def test_mat_layout_defaults() -> None:
     cfg = compose_groups({"model": "mat", "loss": "mat", "augmentation": "agda"})
     assert cfg["model"]["channels_last"] == "auto" and cfg["model"]["compile"] is False
     assert mat_channels_last("auto", "cpu", "32-true") is True
-    assert mat_channels_last("auto", "cpu", "bf16-mixed") is False
+    assert mat_channels_last("auto", "cpu", "bf16-mixed") is True
     assert mat_channels_last("auto", "cuda", "bf16-mixed") is True
     assert mat_channels_last(False, "cpu", "32-true") is False
     with pytest.raises(Exception, match="channels_last must be true, false or auto, got .yes."):
