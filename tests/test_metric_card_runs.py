@@ -83,7 +83,9 @@ def test_native_size_eval_writes_card_extra_and_intervals(make_cfg, tiny_ckpt, t
         assert block[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
     assert not any("/extra/" in k for k in report["metrics"])
     wrong = padded.compute()
-    assert abs(float(wrong["pixel_mcc_global"]) - report["metrics"]["test/pixel_mcc_global"]) > 1e-3
+    # counting the padding as authentic pixels moves the global MCC by far more than the 1e-6 allowed above
+    # (how far depends on the tiny checkpoint's weights: 7e-4 to a few 1e-3 seen)
+    assert abs(float(wrong["pixel_mcc_global"]) - report["metrics"]["test/pixel_mcc_global"]) > 1e-4
     assert set(report["extra"]) == {
         "test/extra/best_threshold_f1",
         "test/extra/permuted_f1",
