@@ -187,6 +187,17 @@ def test_help_names_the_task_and_main_options(script: str, work: Path) -> None:
 def test_data_help_lists_commands(work: Path) -> None:
     assert "check" in run_cli("forgery-data", "--help", cwd=work).stdout
     assert run_cli("forgery-data", "check", "--help", cwd=work).stdout.startswith("forgery-data check: ")
+    flags_first = run_cli("forgery-data", "--cfg", "job", cwd=work, check=False)
+    assert flags_first.returncode == 2 and "forgery-data check --cfg job" in flags_first.stderr
+    assert "task_name: check" in run_cli("forgery-data", "check", "--cfg", "job", cwd=work).stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
+    """The README's `forgery-train ... --cfg job`: the job config, nothing run, nothing written."""
+    assert REPO not in tmp_path.parents
+    res = run_cli("forgery-train", "--cfg", "job", "model.optimizer.lr=0.123", cwd=tmp_path)
+    assert "task_name: train" in res.stdout and "lr: 0.123" in res.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

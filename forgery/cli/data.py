@@ -76,6 +76,14 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(_usage())
         sys.exit(0 if len(sys.argv) >= 2 else 2)
+    if sys.argv[1].startswith("-"):  # a Hydra flag such as --cfg job belongs to a command
+        flags = " ".join(sys.argv[1:])
+        print(
+            f"forgery-data: error: a command comes first, then the flags: forgery-data check {flags} "
+            f"(commands: {', '.join(COMMANDS)})",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if sys.argv[1] not in COMMANDS:
         print(f"forgery-data: error: unknown command {sys.argv[1]!r}\n{_usage()}", file=sys.stderr)
         sys.exit(2)
