@@ -200,6 +200,19 @@ def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_apps_import_without_torch() -> None:
+    """`--help` and `--cfg job` only compose a config: importing an app must not load torch or Lightning
+    (they cost seconds; the apps import them when they run)."""
+    apps = ["train", "eval", "predict", "faces", "data", "audit", "convert", "bench"]
+    heavy = ("torch", "lightning", "timm", "torchmetrics", "kornia")
+    code = "import sys\n" + "".join(f"import forgery.cli.{a}\n" for a in apps)
+    code += f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 @pytest.mark.parametrize(
     ("script", "args", "message"),
     [

@@ -51,8 +51,7 @@ def config_dir() -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from forgery.data.faces.sources import FaceDataError
     from forgery.data.splicing.io import DataError
-    from forgery.models.official import OfficialWeightsError
-    from forgery.modules.base import CheckpointError
+    from forgery.errors import CheckpointError, OfficialWeightsError
 
     return (
         ConfigError,
@@ -65,7 +64,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = ()  # filled on first use (imports torch)
+USER_ERRORS: tuple[type[BaseException], ...] = ()  # filled on first use
 
 
 def user_message(err: BaseException) -> str:
@@ -131,12 +130,13 @@ def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], A
         @wraps(task)
         def guarded(cfg: DictConfig) -> Any:
             global USER_ERRORS
-            USER_ERRORS = USER_ERRORS or _user_errors()
             _quiet_third_party()
             try:
                 result = task(cfg)
-            except USER_ERRORS as err:
-                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            except Exception as err:
+                # the error classes live beside torch code: imported on failure, not on every start
+                USER_ERRORS = USER_ERRORS or _user_errors()
+                if not isinstance(err, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print(f"{prog}: error: {user_message(err)}", file=sys.stderr, flush=True)
                 if _in_multirun():  # one bad job (e.g. a dataset root that is absent) is a row, not a crash

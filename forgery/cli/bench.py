@@ -11,18 +11,21 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from forgery.bench import StepCase, expand_cases, format_table, run_bench
-from forgery.bench.system import resolve_device
 from forgery.cli import config_dir, hydra_app
 from forgery.utils.io import atomic_write_text
 from forgery.utils.resolvers import register_resolvers
 from forgery.utils.run import extras, write_json
+
+if TYPE_CHECKING:
+    from forgery.bench import StepCase
+
+# forgery.bench (torch, Lightning) is imported inside the functions: --help and --cfg job need neither
 
 __all__ = ["bench", "compose_groups", "main"]
 
@@ -49,6 +52,8 @@ def compose_groups(groups: Mapping[str, str | None], overrides: Sequence[str] = 
 
 
 def _cases(spec: DictConfig, device: str) -> list[StepCase]:
+    from forgery.bench import StepCase, expand_cases
+
     cases = []
     raw = OmegaConf.to_container(spec.cases, resolve=True) or {}
     for one in expand_cases(raw):  # type: ignore[arg-type]
@@ -63,6 +68,9 @@ def _cases(spec: DictConfig, device: str) -> list[StepCase]:
 
 def bench(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     """Runs the preset ``cfg.bench``; returns the record and the JSON path written."""
+    from forgery.bench import format_table, run_bench
+    from forgery.bench.system import resolve_device
+
     spec = cfg.bench
     device = resolve_device(spec.device)
     cases = _cases(spec, device)

@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
 from forgery.errors import ConfigError
-from forgery.models.official import (
-    OFFICIAL_KINDS,
-    OfficialWeightsError,
-    mat_from_official,
-    mtse_from_official,
-    mtse_options,
-    read_official,
-)
-from forgery.modules import build_module
-from forgery.modules.base import ForgeryModule
 from forgery.utils.io import atomic_path
 from forgery.utils.run import extras
+
+if TYPE_CHECKING:
+    import torch
+
+    from forgery.modules.base import ForgeryModule
+
+# torch and the models are imported inside the functions: --help and --cfg job need neither
 
 __all__ = ["build_converted", "convert", "main"]
 
@@ -54,6 +50,15 @@ def build_converted(
     The net options of ``model`` are replaced by those the weights imply; for MAT the loss is sized to the
     RIL features and its centers (and momentum alpha) are the official ones.
     """
+    from forgery.models.official import (
+        OFFICIAL_KINDS,
+        OfficialWeightsError,
+        mat_from_official,
+        mtse_from_official,
+        mtse_options,
+    )
+    from forgery.modules import build_module
+
     if kind not in OFFICIAL_KINDS:
         raise OfficialWeightsError(f"official must be one of {list(OFFICIAL_KINDS)}, got {kind!r}")
     model_cfg, loss_cfg, aug_cfg = _plain(model), _plain(loss), _plain(augmentation)
@@ -87,6 +92,10 @@ def build_converted(
 
 def convert(cfg: DictConfig) -> Path:
     """Reads ``cfg.input``, writes the checkpoint ``cfg.output`` (atomically); returns its path."""
+    import torch
+
+    from forgery.models.official import OfficialWeightsError, read_official
+
     kind = cfg.get("official_model")
     if kind is None:
         raise ConfigError("official=mtse or official=mat is required (which paper's weights input holds)")

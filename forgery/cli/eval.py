@@ -11,16 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
-import lightning.pytorch as pl
 from omegaconf import DictConfig, open_dict
 
 from forgery.cli import hydra_app
 from forgery.data.manifest import manifest_summary, write_split_manifests
-from forgery.metrics.card import report_blocks
-from forgery.modules import check_task, load_module
-from forgery.utils.instantiate import instantiate_loggers
 from forgery.utils.run import extras, overridden, to_floats, write_json
+
+# torch / Lightning are imported inside evaluate(): --help and --cfg job compose the config without them
 
 __all__ = ["apply_tiling", "evaluate", "main", "use_trained_size", "write_face_scores"]
 
@@ -96,9 +93,17 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     The images are resized to the size the checkpoint was trained at unless ``data.image_size`` is given.
     """
+    ckpt_path = cfg.ckpt_path  # a missing required value is reported before the slow imports
+    import hydra
+    import lightning.pytorch as pl
+
+    from forgery.metrics.card import report_blocks
+    from forgery.modules import check_task, load_module
+    from forgery.utils.instantiate import instantiate_loggers
+
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    module = load_module(cfg.ckpt_path)
+    module = load_module(ckpt_path)
     use_trained_size(cfg, (module.build_config or {}).get("data"))
     overrides = {}
     if cfg.get("whole_dataset", True) and "split" in cfg.data:

@@ -19,12 +19,12 @@ first, unless the model tiles: ``tile=512`` or the checkpoint's ``model.eval_til
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -32,10 +32,28 @@ from forgery.cli import hydra_app
 from forgery.cli.eval import apply_tiling
 from forgery.data.splicing.io import DataError, load_image
 from forgery.errors import ConfigError
-from forgery.modules import load_module
 from forgery.utils.io import atomic_path
 from forgery.utils.run import extras, write_json
-from forgery.utils.visualize import attention_grid, overlay, save_png
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: --help and --cfg job compose the config without it
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _no_grad(fn: _F) -> _F:
+    """``torch.no_grad()`` around ``fn``, importing torch only when it is called."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 __all__ = [
     "FACE_FIELDS",
@@ -93,6 +111,8 @@ def _save_faces(
     out_dir: Path, stem: str, crops: list[np.ndarray], numbers: list[int], x: torch.Tensor, maps: Any
 ) -> dict[str, Any]:
     """Writes the crops and (for MAT) the attention picture of one input; returns their paths."""
+    from forgery.utils.visualize import attention_grid, save_png
+
     folder = out_dir / stem
     folder.mkdir(parents=True, exist_ok=True)
     names = []
@@ -135,7 +155,7 @@ def prediction_size(requested: Any, trained: int | None) -> int | None:
     return size
 
 
-@torch.no_grad()
+@_no_grad
 def predict_images(
     module: torch.nn.Module,
     paths: list[Path],
@@ -154,6 +174,11 @@ def predict_images(
     the module's own ``eval_tile`` / ``eval_tile_overlap``) are set on the module; at native size with a
     tile, images are not resized to ``max_size``: larger ones run as overlapping tiles.
     """
+    import torch
+    import torch.nn.functional as F
+
+    from forgery.utils.visualize import overlay
+
     out_dir.mkdir(parents=True, exist_ok=True)
     module = module.to(device).eval()
     apply_tiling(module, tile, tile_overlap)
@@ -191,7 +216,7 @@ def predict_images(
     return scores
 
 
-@torch.no_grad()
+@_no_grad
 def predict_faces(
     module: torch.nn.Module,
     paths: list[Path],
@@ -210,6 +235,8 @@ def predict_faces(
     writes each input's crops (``<stem>/frame_XXXX.png``) and ``<stem>_attention.png`` (each crop with its
     attention maps; MAT models), and the entries name them (``crops``, ``attention``).
     """
+    import torch
+
     from forgery.data.faces.detectors import make_detector
     from forgery.data.faces.extract import largest_face, read_frames, sample_indices, square_crop
 
@@ -252,10 +279,15 @@ def predict_faces(
 
 @hydra_app("predict", prog="forgery-predict")
 def main(cfg: DictConfig) -> None:
+    source = Path(cfg.input)  # required values first: a missing input is reported before any loading
+    ckpt_path = cfg.ckpt_path
+    import torch
+
+    from forgery.modules import load_module
+
     extras(cfg)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    source = Path(cfg.input)  # required values first: a missing input is reported before any loading
-    module = load_module(cfg.ckpt_path)
+    module = load_module(ckpt_path)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trained = ((module.build_config or {}).get("data") or {}).get("image_size")

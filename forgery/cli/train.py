@@ -9,17 +9,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
-import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.cli import hydra_app
-from forgery.cli.eval import write_face_scores
 from forgery.data.manifest import manifest_summary, write_split_manifests
-from forgery.metrics.card import checkpoint_selection, report_blocks
-from forgery.modules import build_module, check_task
-from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from forgery.utils.run import extras, resolve_ckpt_path, to_floats, write_json
+
+# torch / Lightning are imported inside train(): --help and --cfg job compose the config without them
 
 __all__ = ["train", "main"]
 
@@ -33,6 +29,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics: every logged metric (train, val, test) as floats.
         objects: cfg, datamodule, model, callbacks, loggers, trainer.
     """
+    import hydra
+    import lightning.pytorch as pl
+
+    from forgery.cli.eval import write_face_scores
+    from forgery.metrics.card import checkpoint_selection, report_blocks
+    from forgery.modules import build_module, check_task
+    from forgery.utils.instantiate import instantiate_callbacks, instantiate_loggers
+
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)

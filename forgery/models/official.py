@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from forgery.errors import OfficialWeightsError
 from forgery.models.mat import MAT
 from forgery.models.mtse_net import MTSENet
 
@@ -70,10 +71,6 @@ _EFFICIENTNETS = {
     (45, 2304): "b6",
     (55, 2560): "b7",
 }
-
-
-class OfficialWeightsError(ValueError):
-    """Official weights that cannot be loaded: unreadable, of the other model, or a key that does not map."""
 
 
 def read_official(path: str | Path) -> dict[str, Tensor]:

@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 
 import forgery
-from forgery.errors import ConfigError
+from forgery.errors import CheckpointError, ConfigError
 from forgery.metrics.options import MetricOptions
 from forgery.utils.seeding import step_rng
 from forgery.utils.visualize import log_image, save_png
@@ -34,10 +34,6 @@ TASK_GROUPS = {
 }
 
 CKPT_KEY = "forgery"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: not forgery's, the other model's, or not loadable safely."""
 
 
 class ForgeryModule(pl.LightningModule):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 __all__ = ["auto_precision", "ensure_dir", "register_resolvers", "working_dir"]
@@ -23,6 +22,8 @@ def _cpu_has_bf16() -> bool:
 def auto_precision() -> str:
     """``bf16-mixed`` where the hardware runs bfloat16 natively (CUDA with bf16, CPUs with AVX512-BF16/AMX),
     else ``32-true``. Only used where a config asks for it (``${forgery_precision:}``)."""
+    import torch  # here, not at the top: composing a config (``--cfg job``, ``--help``) needs no torch
+
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     return "bf16-mixed" if _cpu_has_bf16() else "32-true"

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from forgery.utils.io import atomic_write_text
@@ -62,7 +61,7 @@ def to_floats(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     """Tensors and numbers -> JSON-safe floats (NaN -> None)."""
     out: dict[str, float | None] = {}
     for k, v in metrics.items():
-        f = float(v.item() if isinstance(v, torch.Tensor) else v)
+        f = float(v.item() if hasattr(v, "item") else v)
         out[k] = None if math.isnan(f) else f
     return out
 
