@@ -83,9 +83,10 @@ SAMPLING: dict[str, tuple[int, int, int]] = {
 FAILURES: tuple[str, ...] = ("unreadable", "zero_frames", "no_face")
 # Detection passes, in the order they are tried on a frame still without a face (see the module docstring).
 PASSES: tuple[str, ...] = ("detect", "contrast", "full_res", "contrast_full_res")
-# Bumped when the same settings give other crops (v2: the vectorised MTCNN, contrast retries), so a resumed
-# run redoes videos finished by an older extractor instead of mixing crops of both.
-EXTRACTOR_VERSION = 2
+# Bumped when the same settings give other crops (v2: the vectorised MTCNN, contrast retries; v3: 4:4:4 frames
+# converted by OpenCV, within one grey level of v2), so a resumed run redoes videos finished by an older
+# extractor instead of mixing crops of both.
+EXTRACTOR_VERSION = 3
 SHARDS_DIR = "_shards"
 
 
@@ -149,14 +150,38 @@ class _NotSelectableError(Exception):
 _REORDER_WINDOW = 32
 
 
-def _rgb(frame: Any) -> np.ndarray:
-    """A PyAV frame as RGB (H, W, 3) uint8, as FFmpeg's swscale converts it (BT.601, as OpenCV does).
+# BT.601 limited range (what swscale assumes for untagged video, as OpenCV's decoder does) as a 3 x 4 affine
+# map of (Y, U, V) to (R, G, B)
+_BT601 = np.array([[1.164383, 0.0, 1.596027], [1.164383, -0.391762, -0.812968], [1.164383, 2.017232, 0.0]])
+_BT601_AFFINE = np.hstack([_BT601, -(_BT601 @ [16.0, 128.0, 128.0])[:, None]]).astype(np.float32)
+# frame.colorspace values read as BT.601 (unspecified, BT470BG, SMPTE170M); color_range values read as
+# limited (unspecified, MPEG)
+_BT601_SPACES, _LIMITED_RANGES = (2, 5, 6), (0, 1)
 
-    4:2:0 frames take swscale's fast path, which gives the same bytes ~3x faster; for others (FF++ c23
-    is 4:4:4) that path is not exact, so they take the default one.
+
+def _yuv444_rgb(frame: Any) -> np.ndarray:
+    """A yuv444p frame as RGB by OpenCV's 8-bit affine transform of its planes (no copy until the merge)."""
+    h, w = frame.height, frame.width
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:h, :w] for p in frame.planes)
+    return cv2.transform(cv2.merge([y, u, v]), _BT601_AFFINE)
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """A PyAV frame as RGB (H, W, 3) uint8 in BT.601 limited range, as FFmpeg's swscale (and OpenCV) convert.
+
+    4:2:0 frames take swscale's fast path, which gives the same bytes ~3x faster. Untagged 4:4:4 frames
+    (FF++ c23) take OpenCV's fixed-point transform of the planes: ~7x faster than swscale's default path at
+    1080p, within 1 grey level of it (on ~5% of pixels; tested). Everything else takes swscale's default path.
     """
-    if frame.format.name == "yuv420p":
+    name = frame.format.name
+    if name == "yuv420p":
         return frame.reformat(format="rgb24", interpolation="FAST_BILINEAR").to_ndarray()
+    if (
+        name == "yuv444p"
+        and getattr(frame, "colorspace", None) in _BT601_SPACES
+        and getattr(frame, "color_range", None) in _LIMITED_RANGES
+    ):
+        return _yuv444_rgb(frame)
     return frame.to_ndarray(format="rgb24")
 
 
