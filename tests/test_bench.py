@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from forgery.bench import check_schema, expand_cases, format_table
+from forgery.bench.extraction import make_face_video
 from forgery.cli.bench import bench, compose_groups
 
 TINY = [
@@ -73,7 +74,8 @@ def test_mat_case_composes_agda_and_no_agda(make_cfg) -> None:
 
 @pytest.mark.slow  # ~20 s on 2 shared cores
 def test_tiny_quick_run_writes_schema_valid_json(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("bench", [*TINY, f"out_dir={tmp_path}/bench"])
+    mine = make_face_video(tmp_path / "mine.mp4", frames=2, size=(240, 320))  # a user's own video
+    cfg = make_cfg("bench", [*TINY, f"out_dir={tmp_path}/bench", f"bench.extraction.videos=[{mine}]"])
     payload, path = bench(cfg)
     assert path == tmp_path / "bench" / "quick-cpu.json"
     written = json.loads(path.read_text())
@@ -109,9 +111,19 @@ def test_tiny_quick_run_writes_schema_valid_json(make_cfg, tmp_path: Path) -> No
     assert "test/pixel_f1" in runs[0]["metrics"] and "test/auc" in runs[2]["metrics"]
     ex = written["extraction"]
     assert ex["frames_sampled"] == 1 and ex["frames_with_face"] == 1  # the generated video's face is found
+    assert [(v["video"], v["width"], v["height"], v["frames_sampled"]) for v in ex["videos"]] == [
+        (str(mine), 320, 240, 1)
+    ]
     table = path.with_suffix(".md").read_text()
-    assert table == format_table(written)
+    assert table == format_table(written) and "| mine.mp4 | 320x240 |" in table
     assert table.count("| mtse_net |") == 2 and "splicing_jpeg" in table
+
+
+def test_absent_extraction_video_is_named_before_anything_runs(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("bench", [*TINY, f"out_dir={tmp_path}", f"bench.extraction.videos=[{tmp_path}/no.mp4]"])
+    with pytest.raises(FileNotFoundError, match=r"bench.extraction.videos: .*no.mp4: no such video file"):
+        bench(cfg)
+    assert not list(tmp_path.iterdir())
 
 
 def test_check_schema_names_what_is_wrong() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "check_schema", "format_table"]
@@ -97,6 +98,9 @@ def check_schema(payload: Mapping[str, Any]) -> None:
     ex = payload.get("extraction")
     if isinstance(ex, dict) and not isinstance(ex.get("frames_per_s_per_worker"), (*_NUM, type(None))):
         problems.append("extraction.frames_per_s_per_worker: missing or not a number")
+    for i, v in enumerate(ex.get("videos") or [] if isinstance(ex, dict) else []):
+        if not isinstance(v, dict) or not isinstance(v.get("frames_per_s_per_worker"), _NUM):
+            problems.append(f"extraction.videos[{i}].frames_per_s_per_worker: missing or not a number")
     if problems:
         raise ValueError("benchmark record does not follow schema v1:\n  " + "\n  ".join(problems))
 
@@ -157,4 +161,17 @@ def format_table(payload: Mapping[str, Any]) -> str:
             f"{_f(ex.get('frames_per_cpu_s'), 1)} per CPU-second ({ex.get('frames_sampled')} frames, "
             f"{ex.get('frames_with_face')} with a face; {ex.get('measured_by')})",
         ]
+        if ex.get("videos"):
+            lines += [
+                "",
+                "| video | size | frames/s per worker | per CPU-second | with a face | decode s | detect s |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for v in ex["videos"]:
+                lines.append(
+                    f"| {Path(v['video']).name} | {v.get('width')}x{v.get('height')} "
+                    f"| {_f(v.get('frames_per_s_per_worker'), 1)} | {_f(v.get('frames_per_cpu_s'), 1)} "
+                    f"| {v.get('frames_with_face')}/{v.get('frames_sampled')} | {_f(v.get('decode_s'))} "
+                    f"| {_f(v.get('detect_s'))} |"
+                )
     return "\n".join(lines) + "\n"

@@ -63,6 +63,11 @@ def run_bench(
     """The whole benchmark of a preset ``spec`` (its ``loaders``, ``eval_memory``, ``extraction`` sections,
     ``device``, ``threads``, ``isolate``, ``omp_wait_policy``, ``peak_flops``), over already-resolved step
     ``cases`` and the (model, loss) configs of ``eval_models``; returns the record (schema-checked)."""
+    xcfg = spec.get("extraction") or {}
+    videos = [Path(str(v)).expanduser() for v in xcfg.get("videos") or []]
+    for v in videos:  # before the hour of measurements, not after it
+        if not v.is_file():
+            raise FileNotFoundError(f"bench.extraction.videos: {v}: no such video file")
     device = resolve_device(spec.get("device", "auto"))
     threads = set_threads(spec.get("threads"))
     isolate = bool(spec.get("isolate", True))
@@ -118,7 +123,6 @@ def run_bench(
     eval_memory = {"runs": runs, "growth": eval_memory_growth(runs) if runs else {}}
 
     extraction = None
-    xcfg = spec.get("extraction")
     if xcfg:
         from forgery.bench.extraction import extraction_throughput, make_face_video
         from forgery.data.faces.extract import ExtractSettings
@@ -131,6 +135,8 @@ def run_bench(
                 "video": "1920x1080 generated",
                 "video_frames": int(xcfg.get("frames", 60)),
             }
+        # the same measurement on given videos (e.g. a sample of the dataset to extract)
+        extraction["videos"] = [{**run(extraction_throughput, v, settings), "video": str(v)} for v in videos]
 
     payload = {
         "schema_version": SCHEMA_VERSION,
