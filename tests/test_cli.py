@@ -229,6 +229,9 @@ def test_apps_import_without_torch() -> None:
         ("forgery-predict", ["ckpt_path=/nonexistent/x.ckpt"], "missing required value: input"),
         ("forgery-faces", ["root=/nonexistent"], "/nonexistent: video root"),
         ("forgery-data", ["nosuch"], "unknown command 'nosuch'"),
+        # an option a _target_ rejects while Hydra instantiates it (Hydra wraps the error)
+        ("forgery-train", ["debug=fdr", "model.eval_tile=500"], "tile must be a positive multiple of 16"),
+        ("forgery-train", ["debug=fdr", "metrics.bootstrap.level=2"], "bootstrap.level must be in (0, 1)"),
     ],
 )
 def test_mistakes_give_one_clear_line(script: str, args: list[str], message: str, work: Path) -> None:

@@ -100,6 +100,10 @@ def test_mat_layout_defaults() -> None:
     assert mat_channels_last(False, "cpu", "32-true") is False
     with pytest.raises(Exception, match="channels_last must be true, false or auto, got .yes."):
         build_module({**cfg["model"], "channels_last": "yes"}, cfg["loss"], None)
+    mtse = compose_groups({"model": "mtse_net", "loss": "mtse"}, ["model.net.width=4"])
+    assert mtse["model"]["channels_last"] is True
+    with pytest.raises(Exception, match="channels_last must be true or false, got .maybe."):
+        build_module({**mtse["model"], "channels_last": "maybe"}, mtse["loss"], None)
 
 
 @pytest.mark.parametrize(("device", "pinned", "prefetch"), [("cpu", False, 2), ("cuda", True, 4)])

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
+
 __all__ = ["AGDA", "agda_map_weights", "soft_threshold"]
 
 
@@ -53,9 +55,9 @@ class AGDA(nn.Module):
     ) -> None:
         super().__init__()
         if threshold[0] > threshold[1] or zoom[0] > zoom[1]:
-            raise ValueError(f"AGDA: threshold {threshold} and zoom {zoom} must be (low, high) ranges")
+            raise ConfigError(f"AGDA: threshold {threshold} and zoom {zoom} must be (low, high) ranges")
         if kernel_size % 2 != 1:
-            raise ValueError(f"AGDA: kernel_size must be odd, got {kernel_size}")
+            raise ConfigError(f"AGDA: kernel_size must be odd, got {kernel_size}")
         self.threshold = (float(threshold[0]), float(threshold[1]))
         self.zoom = (float(zoom[0]), float(zoom[1]))
         self.scale_factor = scale_factor

@@ -9,6 +9,8 @@ import kornia.augmentation as K
 from omegaconf import ListConfig
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
+
 __all__ = ["PairedAugmentation", "kornia_aug"]
 
 
@@ -48,5 +50,5 @@ def kornia_aug(name: str, **kwargs) -> nn.Module:
     try:
         cls = getattr(K, name)
     except AttributeError as err:
-        raise ValueError(f"kornia.augmentation has no {name!r}") from err
+        raise ConfigError(f"kornia.augmentation has no {name!r}") from err
     return cls(**fix)

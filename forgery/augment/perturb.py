@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
+from forgery.errors import ConfigError
+
 __all__ = [
     "PERTURBATIONS",
     "Perturbation",
@@ -109,7 +111,7 @@ class JPEG(Perturbation):
 
     def __init__(self, quality: int) -> None:
         if isinstance(quality, bool) or not float(quality).is_integer() or not 1 <= int(quality) <= 100:
-            raise ValueError(
+            raise ConfigError(
                 f"perturb=jpeg: level (the JPEG quality) must be an integer in [1, 100], got {quality!r}"
             )
         super().__init__(int(quality))
@@ -134,7 +136,7 @@ class GaussianBlur(Perturbation):
 
     def __init__(self, sigma: float) -> None:
         if isinstance(sigma, bool) or not float(sigma) >= 0 or not math.isfinite(float(sigma)):
-            raise ValueError(
+            raise ConfigError(
                 f"perturb=blur: level (sigma in pixels) must be a finite number >= 0, got {sigma!r}"
             )
         super().__init__(float(sigma))
@@ -165,7 +167,7 @@ class Resize(Perturbation):
 
     def __init__(self, scale: float, multiple: int = 1) -> None:
         if isinstance(scale, bool) or not float(scale) > 0 or not math.isfinite(float(scale)):
-            raise ValueError(
+            raise ConfigError(
                 f"perturb=resize: level (the scale factor) must be a finite number > 0, got {scale!r}"
             )
         super().__init__(float(scale))
@@ -215,7 +217,7 @@ class GaussianNoise(Perturbation):
 
     def __init__(self, sigma: float, seed: int = 0) -> None:
         if isinstance(sigma, bool) or not float(sigma) >= 0 or not math.isfinite(float(sigma)):
-            raise ValueError(
+            raise ConfigError(
                 f"perturb=noise: level (sigma on the 0-255 scale) must be a finite number >= 0, got {sigma!r}"
             )
         super().__init__(float(sigma))
@@ -262,13 +264,13 @@ def make_perturbation(name: str = "none", level: float | None = None, seed: int 
         ValueError: an unknown name, a missing level, or a level out of the perturbation's range.
     """
     if name not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {name!r}; choose one of {sorted(PERTURBATIONS)}")
+        raise ConfigError(f"unknown perturbation {name!r}; choose one of {sorted(PERTURBATIONS)}")
     if name == "none":
         if level is not None:
-            raise ValueError(f"perturb=none takes no level (got perturb.level={level!r})")
+            raise ConfigError(f"perturb=none takes no level (got perturb.level={level!r})")
         return NoPerturbation()
     if level is None:
-        raise ValueError(f"perturb={name} needs perturb.level=... (see conf/perturb/{name}.yaml)")
+        raise ConfigError(f"perturb={name} needs perturb.level=... (see conf/perturb/{name}.yaml)")
     if name == "noise":
         return GaussianNoise(level, seed=seed)
     return PERTURBATIONS[name](level)

@@ -21,6 +21,7 @@ from forgery.bench.loaders import face_crop_throughput, splicing_jpeg_throughput
 from forgery.bench.report import SCHEMA_VERSION, check_schema
 from forgery.bench.steps import StepCase, run_step_case
 from forgery.bench.system import machine_info, matmul_peak, resolve_device, set_threads
+from forgery.utils.quiet import quiet_third_party
 
 __all__ = ["expand_cases", "run_bench"]
 
@@ -50,7 +51,8 @@ def expand_cases(cases: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]
 
 def _in_subprocess(fn: Callable[..., dict], *args: Any, **kwargs: Any) -> dict:
     """``fn`` in a fresh spawned process (its own peak RSS, allocator and compile caches)."""
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=quiet_third_party) as pool:
         return pool.submit(fn, *args, **kwargs).result()
 
 

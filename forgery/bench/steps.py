@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from forgery.bench.flops import count_flops
 from forgery.bench.system import PeakMemory, set_threads, sync
 from forgery.data.base import collate_skipping
+from forgery.errors import ConfigError
 from forgery.modules.base import ForgeryModule, build_module
 
 __all__ = ["MODES", "PRECISIONS", "StepCase", "run_step_case"]
@@ -64,13 +65,13 @@ class StepCase:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"bench case {self.label!r}: mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"bench case {self.label!r}: mode must be one of {MODES}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"bench case {self.label!r}: precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
         if self.batch < 1 or self.size < 16 or self.warmup < 1 or self.steps < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"bench case {self.label!r}: needs batch >= 1, size >= 16, warmup >= 1 and steps >= 1, got "
                 f"batch={self.batch}, size={self.size}, warmup={self.warmup}, steps={self.steps}"
             )

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from forgery.errors import ConfigError
+
 __all__ = ["PeakMemory", "machine_info", "matmul_peak", "resolve_device", "set_threads", "sync"]
 
 
@@ -25,9 +27,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"bench: device must be cpu, cuda or auto, got {device!r}")
+        raise ConfigError(f"bench: device must be cpu, cuda or auto, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("bench: device=cuda but no GPU is visible (torch.cuda.is_available() is False)")
+        raise ConfigError("bench: device=cuda but no GPU is visible (torch.cuda.is_available() is False)")
     return device
 
 

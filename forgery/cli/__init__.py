@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -30,6 +29,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from forgery.errors import ConfigError
+from forgery.utils.quiet import quiet_third_party
 
 __all__ = ["config_dir", "hydra_app", "user_message", "USER_ERRORS"]
 
@@ -80,38 +80,18 @@ def user_message(err: BaseException) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-def _no_tips(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+def _user_error(err: BaseException) -> BaseException | None:
+    """The user's mistake behind ``err``: itself, or what a ``_target_`` raised when Hydra instantiated it
+    (Hydra wraps that in an ``InstantiationException``); None for anything else (a bug)."""
+    from hydra.errors import InstantiationException
 
-
-def _quiet_third_party() -> None:
-    """Logs and warnings show what matters: no PIL chunk chatter, no advertising tips, no warnings the user
-    cannot act on."""
-    for name in ("PIL", "matplotlib", "urllib3", "fsspec", "h5py", "git"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if _no_tips not in logger.filters:
-            logger.addFilter(_no_tips)
-    for pattern in (
-        ".*does not have many workers.*",
-        ".*Checkpoint directory .* exists and is not empty.*",
-        ".*`isinstance.*treespec.*",
-        ".*The number of training batches .* is smaller than the logging interval.*",
-        ".*LeafSpec.*",
-        ".*GPU available but not used.*",
-        ".*Total length of .* across ranks is zero.*",
-        ".*You called `self.log.*` with the same key.*",
-        ".*torch.meshgrid: in an upcoming release.*",
-        ".*Found .* module\\(s\\) in eval mode at the start of training.*",
-        ".*Consider setting `persistent_workers=True`.*",
-        ".*Experiment logs directory .* exists and is not empty.*",
-        # ForgeryModule runs the device-side augmentation in on_after_batch_transfer on purpose.
-        ".*overridden `on_after_batch_transfer` in `LightningModule`.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, USER_ERRORS):
+            return err
+        err = err.__cause__ if isinstance(err, InstantiationException) else None  # type: ignore[assignment]
+    return None
 
 
 def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -130,13 +110,13 @@ def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], A
         @wraps(task)
         def guarded(cfg: DictConfig) -> Any:
             global USER_ERRORS
-            _quiet_third_party()
+            quiet_third_party()
             try:
                 result = task(cfg)
-            except Exception as err:
-                # the error classes live beside torch code: imported on failure, not on every start
+            except Exception as raised:
                 USER_ERRORS = USER_ERRORS or _user_errors()
-                if not isinstance(err, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                err = _user_error(raised)
+                if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print(f"{prog}: error: {user_message(err)}", file=sys.stderr, flush=True)
                 if _in_multirun():  # one bad job (e.g. a dataset root that is absent) is a row, not a crash

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from forgery.cli import hydra_app
 from forgery.data.manifest import manifest_summary, write_split_manifests
+from forgery.errors import ConfigError
 from forgery.utils.run import extras, overridden, to_floats, write_json
 
 # torch / Lightning are imported inside evaluate(): --help and --cfg job compose the config without them
@@ -30,7 +31,7 @@ def apply_tiling(module: Any, tile: int | None, overlap: int | None = None) -> N
     if tile is None and overlap is None:
         return
     if not hasattr(module, "set_eval_tiling"):
-        raise ValueError(f"eval_tile applies to splicing models, not to {type(module).__name__}")
+        raise ConfigError(f"eval_tile applies to splicing models, not to {type(module).__name__}")
     module.set_eval_tiling(module.hparams.get("eval_tile") if tile is None else tile, overlap)
     log.info(
         "tiled evaluation: eval_tile=%s, overlap=%s",

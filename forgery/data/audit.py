@@ -38,6 +38,7 @@ from scipy.fft import dctn
 
 from forgery.data.manifest import SPLIT_ORDER, sample_id
 from forgery.data.splicing.io import DataError, load_image
+from forgery.errors import ConfigError
 
 __all__ = [
     "AuditSample",
@@ -210,11 +211,11 @@ def audit_datamodule(
         "findings": [{"kind", "splits", "items", "detail", ...}]}``; no findings means clean.
     """
     if frames_per_video is not None and int(frames_per_video) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"audit: frames_per_video must be >= 1 or null (every crop), got {frames_per_video!r}"
         )
     if not 0 <= int(threshold) <= hash_size**2:
-        raise ValueError(f"audit: threshold must lie in [0, {hash_size**2}] bits, got {threshold!r}")
+        raise ConfigError(f"audit: threshold must lie in [0, {hash_size**2}] bits, got {threshold!r}")
     samples = audit_samples(datamodule)
     findings: list[dict[str, Any]] = []
 

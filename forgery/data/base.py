@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.dataloader import default_collate
 
 from forgery.data.samplers import datamodule_loader
+from forgery.errors import ConfigError
 
 __all__ = ["ON_ERROR", "SPLITS", "ForgeryDataModule", "check_on_error", "collate_skipping"]
 
@@ -27,7 +28,7 @@ SPLITS = ("train", "val", "test")
 def check_on_error(value: str) -> str:
     """``value`` if it is a known ``on_error`` policy; ValueError naming the choices otherwise."""
     if value not in ON_ERROR:
-        raise ValueError(f"on_error must be {' or '.join(ON_ERROR)}, got {value!r}")
+        raise ConfigError(f"on_error must be {' or '.join(ON_ERROR)}, got {value!r}")
     return value
 
 

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from forgery.errors import ConfigError
 from forgery.utils.seeding import global_seed
 
 __all__ = [
@@ -158,7 +159,7 @@ def make_loader(
     if pin_memory == "auto":
         pin_memory = on_cuda
     elif not isinstance(pin_memory, bool):
-        raise ValueError(f"pin_memory must be true, false or auto, got {pin_memory!r}")
+        raise ConfigError(f"pin_memory must be true, false or auto, got {pin_memory!r}")
     if prefetch_factor is None and num_workers > 0:
         prefetch_factor = GPU_PREFETCH_FACTOR if on_cuda else 2
     if split == "train":

@@ -15,6 +15,7 @@ import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
 from forgery.models.mat import MATOutput
 
 __all__ = ["RIL_VARIANTS", "AGDAMatchLoss", "MATLoss", "RegionalIndependenceLoss"]
@@ -82,13 +83,13 @@ class RegionalIndependenceLoss(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in RIL_VARIANTS:
-            raise ValueError(
+            raise ConfigError(
                 f"RegionalIndependenceLoss: variant must be one of {list(RIL_VARIANTS)}, got {variant!r}"
             )
         preset = RIL_VARIANTS[variant]
         inner_margins = preset["inner_margins"] if inner_margins is None else inner_margins  # type: ignore[assignment]
         if len(inner_margins) != 2:  # type: ignore[arg-type]
-            raise ValueError(
+            raise ConfigError(
                 f"RegionalIndependenceLoss: inner_margins must be (real, fake), got {inner_margins}"
             )
         self.inter_margin = float(preset["inter_margin"] if inter_margin is None else inter_margin)  # type: ignore[arg-type]

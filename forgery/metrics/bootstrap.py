@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from forgery.errors import ConfigError
+
 __all__ = [
     "bootstrap_ci",
     "bootstrap_values",
@@ -48,11 +50,11 @@ Interval = tuple[float | None, float | None]
 
 def _check_spec(n: int, seed: int, level: float) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{_WHERE}: the number of resamples n must be a positive int, got {n!r}")
+        raise ConfigError(f"{_WHERE}: the number of resamples n must be a positive int, got {n!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"{_WHERE}: seed must be a non-negative int, got {seed!r}")
+        raise ConfigError(f"{_WHERE}: seed must be a non-negative int, got {seed!r}")
     if not isinstance(level, float) or not 0.0 < level < 1.0:
-        raise ValueError(f"{_WHERE}: level must be a float in (0, 1), e.g. 0.95, got {level!r}")
+        raise ConfigError(f"{_WHERE}: level must be a float in (0, 1), e.g. 0.95, got {level!r}")
 
 
 def resample_counts(

@@ -41,6 +41,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_roc
 from torchmetrics.utilities import dim_zero_cat
 
+from forgery.errors import ConfigError
 from forgery.metrics import bootstrap as bs
 from forgery.metrics.options import VIDEO_AGGREGATIONS
 
@@ -59,18 +60,18 @@ _WHERE = "forgery.metrics.detection"
 
 def _check_threshold(threshold: float) -> None:
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{_WHERE}: threshold must be a float in [0, 1], got {threshold!r}")
+        raise ConfigError(f"{_WHERE}: threshold must be a float in [0, 1], got {threshold!r}")
 
 
 def _check_video_args(aggregation: str, topk: int, ece_bins: int | None) -> None:
     if aggregation not in VIDEO_AGGREGATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"{_WHERE}: aggregation must be one of {list(VIDEO_AGGREGATIONS)}, got {aggregation!r}"
         )
     if not isinstance(topk, int) or isinstance(topk, bool) or topk < 1:
-        raise ValueError(f"{_WHERE}: topk must be a positive int, got {topk!r}")
+        raise ConfigError(f"{_WHERE}: topk must be a positive int, got {topk!r}")
     if ece_bins is not None and (not isinstance(ece_bins, int) or isinstance(ece_bins, bool) or ece_bins < 1):
-        raise ValueError(f"{_WHERE}: ece_bins must be a positive int or None, got {ece_bins!r}")
+        raise ConfigError(f"{_WHERE}: ece_bins must be a positive int or None, got {ece_bins!r}")
 
 
 def _check_inputs(

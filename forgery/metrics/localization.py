@@ -55,6 +55,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.utilities import dim_zero_cat
 
+from forgery.errors import ConfigError
 from forgery.metrics import bootstrap as bs
 from forgery.metrics.options import EXTRA_VARIANTS
 
@@ -83,9 +84,9 @@ BASE_COLUMNS = ("tampered", "f1", "iou", "mcc", "auroc", "f1_all", "tp", "fp", "
 
 def _check_args(threshold: float, num_bins: int) -> None:
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{_WHERE}: threshold must be a float in [0, 1], got {threshold!r}")
+        raise ConfigError(f"{_WHERE}: threshold must be a float in [0, 1], got {threshold!r}")
     if not isinstance(num_bins, int) or isinstance(num_bins, bool) or num_bins < 1:
-        raise ValueError(f"{_WHERE}: num_bins must be a positive int, got {num_bins!r}")
+        raise ConfigError(f"{_WHERE}: num_bins must be a positive int, got {num_bins!r}")
 
 
 def _check_extra(extra: Sequence[str], border_px: int, hist_bins: int, num_bins: int) -> tuple[str, ...]:
@@ -93,13 +94,13 @@ def _check_extra(extra: Sequence[str], border_px: int, hist_bins: int, num_bins:
         extra = (extra,)
     unknown = [e for e in extra if e not in EXTRA_VARIANTS]
     if unknown:
-        raise ValueError(f"{_WHERE}: unknown extra variant(s) {unknown}; choose from {list(EXTRA_VARIANTS)}")
+        raise ConfigError(f"{_WHERE}: unknown extra variant(s) {unknown}; choose from {list(EXTRA_VARIANTS)}")
     if not isinstance(border_px, int) or isinstance(border_px, bool) or border_px < 0:
-        raise ValueError(f"{_WHERE}: border_px must be an int >= 0, got {border_px!r}")
+        raise ConfigError(f"{_WHERE}: border_px must be an int >= 0, got {border_px!r}")
     if not isinstance(hist_bins, int) or isinstance(hist_bins, bool) or hist_bins < 0:
-        raise ValueError(f"{_WHERE}: hist_bins must be an int >= 0, got {hist_bins!r}")
+        raise ConfigError(f"{_WHERE}: hist_bins must be an int >= 0, got {hist_bins!r}")
     if hist_bins and num_bins % hist_bins:
-        raise ValueError(f"{_WHERE}: hist_bins ({hist_bins}) must divide num_bins ({num_bins})")
+        raise ConfigError(f"{_WHERE}: hist_bins ({hist_bins}) must divide num_bins ({num_bins})")
     return tuple(dict.fromkeys(extra))
 
 

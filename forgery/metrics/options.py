@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from forgery.errors import ConfigError
+
 __all__ = ["MetricOptions", "BootstrapSpec", "EXTRA_VARIANTS", "VIDEO_AGGREGATIONS"]
 
 _WHERE = "forgery.metrics.options (config group metrics:)"
@@ -22,7 +24,7 @@ VIDEO_AGGREGATIONS = ("mean", "max", "topk_mean", "median")
 
 def _int(name: str, value: Any, low: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{_WHERE}: {name} must be an int >= {low}, got {value!r}")
+        raise ConfigError(f"{_WHERE}: {name} must be an int >= {low}, got {value!r}")
     return value
 
 
@@ -41,7 +43,7 @@ class BootstrapSpec:
         _int("bootstrap.n", self.n, 0)
         _int("bootstrap.seed", self.seed, 0)
         if isinstance(self.level, bool) or not isinstance(self.level, (int, float)) or not 0 < self.level < 1:
-            raise ValueError(f"{_WHERE}: bootstrap.level must be in (0, 1), e.g. 0.95, got {self.level!r}")
+            raise ConfigError(f"{_WHERE}: bootstrap.level must be in (0, 1), e.g. 0.95, got {self.level!r}")
         object.__setattr__(self, "level", float(self.level))
         if self.hist_bins is not None:
             _int("bootstrap.hist_bins", self.hist_bins, 0)
@@ -70,18 +72,18 @@ class MetricOptions:
     def __post_init__(self) -> None:
         extra = self.extra
         if isinstance(extra, str) or not isinstance(extra, Sequence):
-            raise ValueError(
+            raise ConfigError(
                 f"{_WHERE}: extra must be a list of names from {list(EXTRA_VARIANTS)}, got {extra!r}"
             )
         unknown = [e for e in extra if e not in EXTRA_VARIANTS]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{_WHERE}: unknown extra variant(s) {unknown}; choose from {list(EXTRA_VARIANTS)}"
             )
         object.__setattr__(self, "extra", tuple(dict.fromkeys(extra)))
         _int("border_px", self.border_px, 0)
         if self.video_aggregation not in VIDEO_AGGREGATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"{_WHERE}: video_aggregation must be one of {list(VIDEO_AGGREGATIONS)}, got "
                 f"{self.video_aggregation!r}"
             )
@@ -107,7 +109,7 @@ class MetricOptions:
         except ImportError:  # pragma: no cover
             pass
         if not isinstance(cfg, Mapping):
-            raise ValueError(f"{_WHERE}: expected a mapping, got {type(cfg).__name__}")
+            raise ConfigError(f"{_WHERE}: expected a mapping, got {type(cfg).__name__}")
         return cls(**_known(dict(cfg), cls))
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def _known(cfg: dict[str, Any], cls: type) -> dict[str, Any]:
     unknown = sorted(set(cfg) - names)
     if unknown:
         prefix = "bootstrap." if cls is BootstrapSpec else ""
-        raise ValueError(
+        raise ConfigError(
             f"{_WHERE}: unknown key(s) {[prefix + k for k in unknown]}; "
             f"known: {sorted(prefix + n for n in names)}"
         )

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
+
 __all__ = [
     "MAT",
     "MAT_INPUT_SIZE",
@@ -106,7 +108,7 @@ class AttentionModule(nn.Module):
     def __init__(self, in_channels: int, num_attentions: int, border: int = 2) -> None:
         super().__init__()
         if not 0 <= 2 * border < _MASK_SIZE:
-            raise ValueError(f"AttentionModule: border must be in [0, {_MASK_SIZE // 2}), got {border}")
+            raise ConfigError(f"AttentionModule: border must be in [0, {_MASK_SIZE // 2}), got {border}")
         self.conv_extract = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv2 = nn.Conv2d(in_channels, num_attentions, kernel_size=1, bias=False)
@@ -265,7 +267,7 @@ class BilinearAttentionPooling(nn.Module):
             return matrix / attentions.sum(dim=(2, 3)).unsqueeze(-1)
         if norm == "none":
             return matrix
-        raise ValueError(f"BilinearAttentionPooling: norm must be 'l2', 'mean' or 'none', got {norm!r}")
+        raise ConfigError(f"BilinearAttentionPooling: norm must be 'l2', 'mean' or 'none', got {norm!r}")
 
 
 class HeadDropout(nn.Module):
@@ -278,7 +280,7 @@ class HeadDropout(nn.Module):
     def __init__(self, p: float = 0.25) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"HeadDropout: p must be in [0, 1), got {p}")
+            raise ConfigError(f"HeadDropout: p must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -351,18 +353,18 @@ class MAT(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in ("mat", "baseline"):
-            raise ValueError(f"MAT: mode must be 'mat' or 'baseline', got {mode!r}")
+            raise ConfigError(f"MAT: mode must be 'mat' or 'baseline', got {mode!r}")
         if texture not in ("v1", "v2"):
-            raise ValueError(f"MAT: texture must be 'v1' or 'v2', got {texture!r}")
+            raise ConfigError(f"MAT: texture must be 'v1' or 'v2', got {texture!r}")
         if num_attentions < 1:
-            raise ValueError(f"MAT: num_attentions must be >= 1, got {num_attentions}")
+            raise ConfigError(f"MAT: num_attentions must be >= 1, got {num_attentions}")
         if shallow_stride >= attention_stride:
-            raise ValueError(
+            raise ConfigError(
                 f"MAT: shallow_stride ({shallow_stride}) must be smaller than "
                 f"attention_stride ({attention_stride})"
             )
         if pretrained and weights_path is None:
-            raise ValueError(
+            raise ConfigError(
                 "MAT: pretrained=True needs weights_path (a local file); weights are never downloaded"
             )
         self.mode = mode
@@ -379,7 +381,7 @@ class MAT(nn.Module):
                 if bn_eps is not None:
                     module.eps = bn_eps
         if not hasattr(self.backbone, "forward_intermediates"):
-            raise ValueError(f"MAT: timm backbone {backbone!r} does not implement forward_intermediates")
+            raise ConfigError(f"MAT: timm backbone {backbone!r} does not implement forward_intermediates")
         feature_info = list(self.backbone.feature_info)
         self.tap_indices = (
             _stage_index(feature_info, shallow_stride, backbone),

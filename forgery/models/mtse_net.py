@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
 from forgery.models.layers import SqueezeExcite
 
 __all__ = ["MTSENet", "MTSEOutput", "mtse_net"]
@@ -177,7 +178,7 @@ class MTSENet(nn.Module):
         h, w = images.shape[-2:]
         f = self.downsample_factor
         if h % f or w % f:
-            raise ValueError(f"MTSENet needs H and W divisible by {f}, got {h}x{w}")
+            raise ConfigError(f"MTSENet needs H and W divisible by {f}, got {h}x{w}")
 
         edges: list[Tensor] = [self.edge_enc[0](images)]
         masks: list[Tensor] = [self.mask_enc[0](images)]

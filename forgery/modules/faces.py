@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
 from forgery.metrics import DetectionMetrics
 from forgery.models.layers import fast_depthwise_grads, out_of_place_silu
 from forgery.modules.base import ForgeryModule, check_finite
@@ -87,7 +88,7 @@ class FaceForgeryModule(ForgeryModule):
             ignore=["net", "loss", "optimizer", "scheduler", "augmentation"], logger=False
         )
         if channels_last not in (True, False, "auto"):
-            raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}")
+            raise ConfigError(f"channels_last must be true, false or auto, got {channels_last!r}")
         self.net = net
         # training speed, same math: in-place SiLU copies its input for autograd; oneDNN's 5x5 depthwise
         # weight gradient is very slow on small CPU maps (forgery.models.layers.depthwise)
@@ -128,7 +129,7 @@ class FaceForgeryModule(ForgeryModule):
         if ril is None or None in shape or tuple(ril.centers.shape) == shape:
             return
         if bool(ril.centers.any()):
-            raise ValueError(
+            raise ConfigError(
                 f"RIL centers of shape {tuple(ril.centers.shape)} already trained; the net needs {shape}"
             )
         log.debug(  # every build of a non-B4 MAT does this (the loss config is sized for B4): not news

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from forgery.errors import ConfigError
 from forgery.losses.targets import edge_targets
 from forgery.metrics import LocalizationMetrics
 from forgery.models.mtse_net import MTSEOutput
@@ -85,6 +86,8 @@ class SplicingModule(ForgeryModule):
         self._tile_multiple = int(getattr(net, "downsample_factor", 16))
         if eval_tile is not None:
             check_tiling(eval_tile, eval_tile_overlap, self._tile_multiple)
+        if not isinstance(channels_last, bool):
+            raise ConfigError(f"channels_last must be true or false, got {channels_last!r}")
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.loss = loss
         self.augmentation = augmentation
@@ -112,7 +115,7 @@ class SplicingModule(ForgeryModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         data_hp = getattr(datamodule, "hparams", None) or {}
         if data_hp.get("eval_resize") == "tile" and not self.hparams.eval_tile:
-            raise ValueError(
+            raise ConfigError(
                 "data.eval_resize=tile needs a tile size: add eval_tile=512 (forgery-eval) or "
                 "model.eval_tile=512 (forgery-train)"
             )

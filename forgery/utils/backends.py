@@ -8,6 +8,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from forgery.errors import ConfigError
+
 __all__ = ["BackendFlags", "FLOAT32_MATMUL_PRECISIONS"]
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ class BackendFlags(pl.Callback):
 
     def __init__(self, float32_matmul_precision: str | None = "high") -> None:
         if float32_matmul_precision not in (None, *FLOAT32_MATMUL_PRECISIONS):
-            raise ValueError(
+            raise ConfigError(
                 f"BackendFlags: float32_matmul_precision must be one of {FLOAT32_MATMUL_PRECISIONS} or null, "
                 f"got {float32_matmul_precision!r}"
             )

@@ -13,15 +13,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from forgery.errors import ConfigError
+
 __all__ = ["check_tiling", "tile_starts", "blend_window", "tiled_apply"]
 
 
 def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
     """Raises ValueError unless ``tile`` is a positive multiple of ``multiple`` and 0 <= overlap < tile."""
     if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0 or tile % multiple:
-        raise ValueError(f"tile must be a positive multiple of {multiple} (e.g. 512), got {tile!r}")
+        raise ConfigError(f"tile must be a positive multiple of {multiple} (e.g. 512), got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap must be an integer in [0, tile={tile}), got {overlap!r}")
+        raise ConfigError(f"tile overlap must be an integer in [0, tile={tile}), got {overlap!r}")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

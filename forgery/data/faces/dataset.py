@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from forgery.data.base import check_on_error
 from forgery.data.faces.sources import SPLITS, FaceDataError, VideoRecord, list_frames
+from forgery.errors import ConfigError
 
 __all__ = ["FaceFrameDataset", "FrameRow", "read_index"]
 
@@ -111,7 +112,7 @@ class FaceFrameDataset(Dataset):
         on_error: str = "raise",
     ) -> None:
         if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+            raise ConfigError(f"split must be one of {SPLITS} or None, got {split!r}")
         self.on_error = check_on_error(on_error)
         empty: list[str] = []
         if isinstance(source, (str, Path)):

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from forgery.errors import ConfigError
+
 __all__ = [
     "DETECTORS",
     "FaceBox",
@@ -253,7 +255,7 @@ class MtcnnDetector:
         scale_factor: float = 0.709,
     ) -> None:
         if min_face_size < 12:
-            raise ValueError(f"min_face_size must be >= 12 (P-Net's window), got {min_face_size}")
+            raise ConfigError(f"min_face_size must be >= 12 (P-Net's window), got {min_face_size}")
         self.min_confidence = float(min_confidence)
         self.min_face_size = int(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
@@ -421,6 +423,6 @@ def make_detector(name: str, **options: Any) -> FaceDetector:
     if ":" in name:
         module, _, attr = name.partition(":")
         return getattr(importlib.import_module(module), attr)(**options)
-    raise ValueError(
+    raise ConfigError(
         f"unknown face detector {name!r}; choose from {sorted(DETECTORS)} or give 'module:factory'"
     )

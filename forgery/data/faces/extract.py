@@ -47,7 +47,8 @@ import numpy as np
 from rich.progress import track
 
 from forgery.data.faces.detectors import FaceBox, FaceDetector, make_detector, shrink
-from forgery.data.faces.sources import INDEX_COLUMNS, VideoIndex, VideoRecord, list_frames
+from forgery.data.faces.sources import INDEX_COLUMNS, FaceDataError, VideoIndex, VideoRecord, list_frames
+from forgery.errors import ConfigError
 from forgery.utils.io import atomic_path, atomic_write_bytes
 
 __all__ = [
@@ -112,13 +113,13 @@ class ExtractSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+            raise ConfigError(f"batch_size must be a positive int, got {self.batch_size!r}")
         for name in ("frames_per_video", "stride", "max_frame", "detect_max_side"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive int or None, got {v!r}")
+                raise ConfigError(f"{name} must be a positive int or None, got {v!r}")
         if self.scale <= 0 or self.size < 1:
-            raise ValueError(f"scale and size must be positive, got scale={self.scale}, size={self.size}")
+            raise ConfigError(f"scale and size must be positive, got scale={self.scale}, size={self.size}")
 
     def sampling(self, split: str) -> tuple[int, int, int]:
         """(frames per video, stride, max frame) for ``split``."""
@@ -668,7 +669,7 @@ def _read_index(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
-            raise ValueError(
+            raise FaceDataError(
                 f"{path}: not a face index (columns {reader.fieldnames}, expected {INDEX_COLUMNS})"
             )
         return list(reader)
@@ -856,32 +857,34 @@ def merge_shards(out_dir: str | Path, name: str | None = None) -> dict[str, dict
         try:
             part = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a valid shard part file ({e})") from e
+            raise FaceDataError(f"{path}: not a valid shard part file ({e})") from e
         parts.setdefault(part["name"], []).append((path, part))
     if name is not None:
         if name not in parts:
-            raise ValueError(f"{out_dir / SHARDS_DIR}: no shard parts for {name!r} (found {sorted(parts)})")
+            raise FaceDataError(
+                f"{out_dir / SHARDS_DIR}: no shard parts for {name!r} (found {sorted(parts)})"
+            )
         parts = {name: parts[name]}
     if not parts:
-        raise ValueError(f"{out_dir / SHARDS_DIR}: no shard part files to merge")
+        raise FaceDataError(f"{out_dir / SHARDS_DIR}: no shard part files to merge")
     reports = {}
     for label, group in parts.items():
         counts = {p["num_shards"] for _, p in group}
         if len(counts) > 1:
-            raise ValueError(
+            raise FaceDataError(
                 f"{label}: shard parts of different shard counts {sorted(counts)}: {group[0][0].parent}"
             )
         n = counts.pop()
         have = {p["shard"] for _, p in group}
         absent = [i for i in range(n) if i not in have]
         if absent:
-            raise ValueError(
+            raise FaceDataError(
                 f"{label}: shard(s) {absent} of {n} have not finished (no "
                 f"{_shard_file(out_dir, label, absent[0], n).name} in {group[0][0].parent})"
             )
         settings_seen = {json.dumps(p["settings"], sort_keys=True) for _, p in group}
         if len(settings_seen) > 1:
-            raise ValueError(f"{label}: shard parts made with different settings in {group[0][0].parent}")
+            raise FaceDataError(f"{label}: shard parts made with different settings in {group[0][0].parent}")
         settings = ExtractSettings(**group[0][1]["settings"])
         videos = sorted((v for _, p in group for v in p["videos"]), key=lambda v: v["order"])
         results = [
@@ -928,14 +931,14 @@ def extract_faces(
         records, missing, skipped = list(videos), [], {}
     VideoIndex(list(records), [])  # checks the keys are unique
     if not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"num_shards must be a positive int, got {num_shards!r}")
+        raise ConfigError(f"num_shards must be a positive int, got {num_shards!r}")
     sharded = num_shards > 1
     if sharded and not (isinstance(shard, int) and 0 <= shard < num_shards):
-        raise ValueError(
+        raise ConfigError(
             f"shard must be an int in [0, {num_shards}) with num_shards={num_shards}, got {shard!r}"
         )
     if not sharded and shard not in (None, 0):
-        raise ValueError(f"shard={shard} needs num_shards > {shard}")
+        raise ConfigError(f"shard={shard} needs num_shards > {shard}")
     label = name or "+".join(sorted({f"{r.dataset}/{r.split}" for r in records})) or "unnamed"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgery.errors import ConfigError
+
 __all__ = [
     "CELEBDF_FOLDERS",
     "FFPP_METHODS",
@@ -107,7 +109,7 @@ class VideoIndex:
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
 
 
 def _child_ci(parent: Path, name: str) -> Path | None:
@@ -178,11 +180,11 @@ def index_ffpp(
     _check_split(split)
     root = Path(root)
     if compression not in FFPP_COMPRESSIONS:
-        raise ValueError(f"FF++ compression must be one of {FFPP_COMPRESSIONS}, got {compression!r}")
+        raise ConfigError(f"FF++ compression must be one of {FFPP_COMPRESSIONS}, got {compression!r}")
     canon = {m.lower(): m for m in FFPP_METHODS}
     bad = [m for m in methods if m.lower() not in canon]
     if bad:
-        raise ValueError(f"unknown FF++ method(s) {bad}; choose from {list(FFPP_METHODS)}")
+        raise ConfigError(f"unknown FF++ method(s) {bad}; choose from {list(FFPP_METHODS)}")
     methods = list(dict.fromkeys(canon[m.lower()] for m in methods))
     pairs = _ffpp_pairs(_ffpp_split_file(root, split, split_file))
 
@@ -501,7 +503,7 @@ INDEXERS: dict[str, Callable[..., VideoIndex]] = {
 def index_videos(name: str, root: str | Path, split: str, **opts: Any) -> VideoIndex:
     """Index split ``split`` of dataset ``name`` (one of :data:`INDEXERS`) under ``root``; logs a summary."""
     if name not in INDEXERS:
-        raise ValueError(f"unknown face dataset {name!r}; choose from {sorted(INDEXERS)}")
+        raise ConfigError(f"unknown face dataset {name!r}; choose from {sorted(INDEXERS)}")
     index = INDEXERS[name](root, split, **opts)
     s = index.summary()
     log.info(

@@ -37,6 +37,7 @@ from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from PIL import Image
 
 from forgery.data.faces.sources import INDEX_COLUMNS, NO_COMPRESSION, SPLITS
+from forgery.errors import ConfigError
 from forgery.utils.io import atomic_dir
 
 __all__ = ["GENERATOR_VERSION", "bundled_face_photos", "build_faces_synth", "self_blend", "view_jitter"]
@@ -76,7 +77,7 @@ def bundled_face_photos(scale: float = 1.3) -> list[tuple[str, np.ndarray]]:
         side = round(scale * max(w, h))
         x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
         if x0 < 0 or y0 < 0 or x0 + side > img.shape[1] or y0 + side > img.shape[0]:
-            raise ValueError(f"{path}: a {scale}x face crop leaves the image; use a smaller scale")
+            raise ConfigError(f"{path}: a {scale}x face crop leaves the image; use a smaller scale")
         out.append((name, np.ascontiguousarray(img[y0 : y0 + side, x0 : x0 + side])))
     path = data / _LFW_FILE
     if not path.is_file():
@@ -288,7 +289,7 @@ def build_faces_synth(
     counts = {"train": n_train, "val": n_val, "test": n_test}
     for name, v in {**counts, "size": size, "real_frames": real_frames, "fake_frames": fake_frames}.items():
         if not isinstance(v, int) or v < 0 or (name == "size" and v < 8):
-            raise ValueError(f"faces_synth: {name} must be a non-negative int (size >= 8), got {v!r}")
+            raise ConfigError(f"faces_synth: {name} must be a non-negative int (size >= 8), got {v!r}")
     root = Path(root)
     params = _params(seed, size, counts, real_frames, fake_frames)
     if _cached(root, params):

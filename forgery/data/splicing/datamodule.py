@@ -15,6 +15,7 @@ from forgery.data.splicing.dataset import SplicingDataset
 from forgery.data.splicing.io import DataError
 from forgery.data.splicing.sources import SplicingRecord, index_dataset
 from forgery.data.splicing.synth import build_splicing_synth, read_split
+from forgery.errors import ConfigError
 
 __all__ = ["SplicingDataModule", "carve_splits"]
 
@@ -28,7 +29,7 @@ def carve_splits(
 ) -> dict[str, list[SplicingRecord]]:
     """Deterministic train/val/test split of one dataset (shuffled by ``seed``, never by file order)."""
     if not 0.0 <= val_fraction + test_fraction <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"val_fraction + test_fraction must lie in [0, 1], got {val_fraction + test_fraction}"
         )
     order = np.random.default_rng(seed).permutation(len(records))

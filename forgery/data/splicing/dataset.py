@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from forgery.data.base import check_on_error
 from forgery.data.splicing.io import DataError, load_image, load_mask
 from forgery.data.splicing.sources import SplicingRecord
+from forgery.errors import ConfigError
 
 __all__ = ["SplicingDataset", "RESIZE_POLICIES"]
 
@@ -53,7 +54,7 @@ class SplicingDataset(Dataset):
     ) -> None:
         self.on_error = check_on_error(on_error)
         if resize not in RESIZE_POLICIES:
-            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+            raise ConfigError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
         self.records = list(records)
         self.image_size = image_size
         self.resize = resize

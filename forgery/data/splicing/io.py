@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from forgery.errors import ConfigError
+
 __all__ = ["MASK_RULES", "DataError", "load_image", "load_mask"]
 
 
@@ -144,7 +146,7 @@ def load_mask(path: str | Path, rule: str) -> np.ndarray:
     Raises ValueError for an unknown rule and DataError("<path>: ...") for an unreadable file.
     """
     if rule not in MASK_RULES:
-        raise ValueError(f"unknown mask rule {rule!r}; valid rules: {sorted(MASK_RULES)}")
+        raise ConfigError(f"unknown mask rule {rule!r}; valid rules: {sorted(MASK_RULES)}")
     path = Path(path)
     img = _open_decoded(path)
     if rule == "columbia_green":

@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from forgery.data.splicing.io import MASK_RULES, DataError
+from forgery.errors import ConfigError
 
 __all__ = [
     "DATASETS",
@@ -152,11 +153,11 @@ def _pick(groups: dict, key: object, image: PurePosixPath, root: Path) -> PurePo
 # ---------------------------------------------------------------------------------------------- assembly
 def _check_common(include_authentic: bool, missing_mask: str, mask_rule: str) -> None:
     if not isinstance(include_authentic, bool):
-        raise ValueError(f"include_authentic must be a bool, got {include_authentic!r}")
+        raise ConfigError(f"include_authentic must be a bool, got {include_authentic!r}")
     if missing_mask not in _MISSING_MASK_MODES:
-        raise ValueError(f"missing_mask must be one of {_MISSING_MASK_MODES}, got {missing_mask!r}")
+        raise ConfigError(f"missing_mask must be one of {_MISSING_MASK_MODES}, got {missing_mask!r}")
     if mask_rule not in MASK_RULES:
-        raise ValueError(f"unknown mask rule {mask_rule!r}; valid rules: {sorted(MASK_RULES)}")
+        raise ConfigError(f"unknown mask rule {mask_rule!r}; valid rules: {sorted(MASK_RULES)}")
 
 
 def _finish(
@@ -224,7 +225,7 @@ def _casia1(
     _check_common(include_authentic, missing_mask, mask_rule)
     subsets = (subsets,) if isinstance(subsets, str) else tuple(subsets)
     if not subsets or not set(subsets) <= {"Sp", "CM"}:
-        raise ValueError(f"casia1 subsets must be a non-empty subset of ('Sp', 'CM'), got {subsets!r}")
+        raise ConfigError(f"casia1 subsets must be a non-empty subset of ('Sp', 'CM'), got {subsets!r}")
     tree = _walk(Path(root))
     images = tree.images()
     masks = _group(images, lambda p: [k] if (k := _strip(p.stem, "_gt")) else [])
@@ -678,7 +679,7 @@ def index_dataset_report(name: str, root: str | Path | None, **options: object) 
     the root is missing, yields no record, or a required mask is absent (with ``missing_mask="error"``).
     """
     if name not in _REPORTERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(_REPORTERS)}")
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {sorted(_REPORTERS)}")
     fn = _REPORTERS[name]
     valid = [p for p in inspect.signature(fn).parameters if p != "root"]
     unknown = sorted(set(options) - set(valid))

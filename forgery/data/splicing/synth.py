@@ -30,6 +30,8 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from skimage.segmentation import slic
 
+from forgery.data.splicing.io import DataError
+from forgery.errors import ConfigError
 from forgery.utils.io import atomic_dir
 
 __all__ = ["GENERATOR_VERSION", "SPLITS", "CSV_COLUMNS", "build_splicing_synth", "read_split", "dataset_tag"]
@@ -497,14 +499,14 @@ def _check_params(seed: int, size: int, counts: dict[str, int], authentic_fracti
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
     if not is_int(seed) or seed < 0:
-        raise ValueError(f"build_splicing_synth: seed must be a non-negative int, got {seed!r}")
+        raise ConfigError(f"build_splicing_synth: seed must be a non-negative int, got {seed!r}")
     if not is_int(size) or size < _MIN_SIZE:
-        raise ValueError(f"build_splicing_synth: size must be an int >= {_MIN_SIZE}, got {size!r}")
+        raise ConfigError(f"build_splicing_synth: size must be an int >= {_MIN_SIZE}, got {size!r}")
     for split, n in counts.items():
         if not is_int(n) or n < 0:
-            raise ValueError(f"build_splicing_synth: n_{split} must be a non-negative int, got {n!r}")
+            raise ConfigError(f"build_splicing_synth: n_{split} must be a non-negative int, got {n!r}")
     if not 0.0 <= float(authentic_fraction) <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"build_splicing_synth: authentic_fraction must be in [0, 1], got {authentic_fraction!r}"
         )
 
@@ -656,7 +658,7 @@ def _write_splits(
 def read_split(tag_dir: str | Path, split: str) -> list[dict[str, Any]]:
     """Parse ``tag_dir/<split>.csv`` into dicts (id, image, mask: absolute Path, label: int, host, donor)."""
     if split not in SPLITS:
-        raise ValueError(f"read_split: split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"read_split: split must be one of {SPLITS}, got {split!r}")
     tag_dir = Path(tag_dir).resolve()
     path = tag_dir / f"{split}.csv"
     if not path.is_file():
@@ -666,15 +668,15 @@ def read_split(tag_dir: str | Path, split: str) -> list[dict[str, Any]]:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or tuple(header) != CSV_COLUMNS:
-            raise ValueError(f"read_split: {path}: header must be {','.join(CSV_COLUMNS)}, got {header}")
+            raise DataError(f"read_split: {path}: header must be {','.join(CSV_COLUMNS)}, got {header}")
         for line, rec in enumerate(reader, start=2):
             if len(rec) != len(CSV_COLUMNS):
-                raise ValueError(
+                raise DataError(
                     f"read_split: {path}:{line}: expected {len(CSV_COLUMNS)} fields, got {len(rec)}"
                 )
             row: dict[str, Any] = dict(zip(CSV_COLUMNS, rec))
             if row["label"] not in ("0", "1"):
-                raise ValueError(f"read_split: {path}:{line}: label must be 0 or 1, got {row['label']!r}")
+                raise DataError(f"read_split: {path}:{line}: label must be 0 or 1, got {row['label']!r}")
             row["label"] = int(row["label"])
             for key in ("image", "mask"):
                 row[key] = tag_dir / row[key]
