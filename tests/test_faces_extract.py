@@ -21,7 +21,7 @@ from forgery.cli.faces import run as faces_run
 from forgery.data.faces import VideoIndex, VideoRecord
 from forgery.data.faces.detectors import FaceBox, MtcnnCv2Detector, MtcnnDetector, register_detector, shrink
 from forgery.data.faces.extract import (
-    PASSES,
+    FOUND_BY,
     ExtractSettings,
     _rgb,
     extract_faces,
@@ -238,11 +238,17 @@ def test_report_counts_which_pass_found_each_face(tmp_path: Path, monkeypatch: p
     rec = VideoRecord("toy/real/na/v", vdir, 0, "toy", "real", "na", "test")
     settings = ExtractSettings(frames_per_video=6, stride=1, size=16, detector="marked", detect_max_side=300)
     report = extract_faces([rec], tmp_path / "out", settings, progress=False)
-    assert report["found_by"] == {"detect": 2, "full_res": 1, "contrast": 1, "contrast_full_res": 1}
+    assert report["found_by"] == {
+        "tracked": 0,
+        "detect": 2,
+        "full_res": 1,
+        "contrast": 1,
+        "contrast_full_res": 1,
+    }
     assert (
         report["frames_sampled"] == 6
         and report["frames_with_face"] == 5
-        and tuple(report["found_by"]) == PASSES
+        and tuple(report["found_by"]) == FOUND_BY
     )
     done = json.loads((tmp_path / "out/toy/real/na/v/_done.json").read_text())
     assert [f["found_by"] for f in done["faces"]] == [
@@ -252,6 +258,82 @@ def test_report_counts_which_pass_found_each_face(tmp_path: Path, monkeypatch: p
         "contrast",
         "contrast_full_res",
     ]
+
+
+def test_track_follows_the_face_across_batches_and_falls_back_to_the_whole_frame(tmp_path: Path) -> None:
+    """track=True: the same faces as per-frame detection (boxes within IoU 0.8), most found near the last one;
+    a frame without a face is searched whole, and the frame after it too (nothing to follow)."""
+    frames = _face_frames(9)
+    frames[6] = np.full_like(frames[6], 96)  # the face leaves for one frame
+    vdir = tmp_path / "frames/v"
+    vdir.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(vdir / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    rec = VideoRecord("toy/real/na/v", vdir, 0, "toy", "real", "na", "test")
+    boxes = {}
+    for track in (False, True):
+        settings = ExtractSettings(frames_per_video=9, stride=1, size=32, track=track)  # batches of 8 and 1
+        report = extract_faces([rec], tmp_path / f"out_{track}", settings, progress=False)
+        done = json.loads((tmp_path / f"out_{track}/toy/real/na/v/_done.json").read_text())
+        boxes[track] = {f["frame"]: FaceBox(*f["box"]) for f in done["faces"]}
+        assert done["settings"]["track"] is track
+    assert report["found_by"] == {
+        "tracked": 6,
+        "detect": 2,
+        "contrast": 0,
+        "full_res": 0,
+        "contrast_full_res": 0,
+    }
+    assert sorted(boxes[True]) == sorted(boxes[False]) == [0, 1, 2, 3, 4, 5, 7, 8]
+    assert all(_iou(boxes[True][i], boxes[False][i]) > 0.8 for i in boxes[False])
+    with pytest.raises(ValueError, match="track must be true or false, got 'yes'"):
+        ExtractSettings(track="yes")  # type: ignore[arg-type]
+
+
+class _Blocks:
+    """Test detector: a face wherever the image has pixels of 255 (its bounding box, score 0.99) and a
+    weaker one where it has pixels of 128 (a stray background detection)."""
+
+    def __call__(self, rgb: np.ndarray) -> list[FaceBox]:
+        out = []
+        for value, score in ((255, 0.99), (128, 0.95)):
+            ys, xs = np.nonzero(rgb[..., 0] == value)
+            if len(xs):
+                x, y = float(xs.min()), float(ys.min())
+                out.append(FaceBox(x, y, xs.max() - x + 1, ys.max() - y + 1, score))
+        return out
+
+
+def test_track_does_not_follow_a_stray_detection(tmp_path: Path) -> None:
+    """A frame where only a small background box is found (the face missed) does not become what later
+    frames are searched near: the face is tracked again on the next frame."""
+    register_detector("blocks", _Blocks)
+    vdir = tmp_path / "frames/v"
+    vdir.mkdir(parents=True)
+    for i in range(8):
+        f = np.zeros((300, 400, 3), np.uint8)
+        f[340 // 2 : 340 // 2 + 20, 10:30] = 128  # a small stray "face" far from the real one
+        if i != 3:
+            f[60 + i : 140 + i, 200 + 2 * i : 280 + 2 * i] = 255  # the face, moving
+        cv2.imwrite(str(vdir / f"{i:03d}.png"), f)
+    rec = VideoRecord("toy/real/na/v", vdir, 0, "toy", "real", "na", "test")
+    settings = ExtractSettings(
+        frames_per_video=8, stride=1, size=16, detector="blocks", detect_max_side=None, track=True
+    )
+    extract_faces([rec], tmp_path / "out", settings, progress=False)
+    done = json.loads((tmp_path / "out/toy/real/na/v/_done.json").read_text())
+    kept = {f["frame"]: (f["box"][:2], f["found_by"]) for f in done["faces"]}
+    # frames 1, 2, 4, 6, 7 near the face (5: the whole-frame refresh), frame 3's stray box rejected
+    assert kept == {
+        0: ([200.0, 60.0], "detect"),
+        1: ([202.0, 61.0], "tracked"),
+        2: ([204.0, 62.0], "tracked"),
+        4: ([208.0, 64.0], "tracked"),
+        5: ([210.0, 65.0], "detect"),
+        6: ([212.0, 66.0], "tracked"),
+        7: ([214.0, 67.0], "tracked"),
+    }
+    assert [(f["frame"], f["box"][:2]) for f in done["rejected"]] == [(3, [10.0, 170.0])]
 
 
 def _dark_small_face_video(src: Path, dst: Path, detector: MtcnnDetector, luminance: float = 35) -> Path:
@@ -413,7 +495,7 @@ def test_extraction_throughput_reports_one_workers_rate(tmp_path: Path) -> None:
     video = _write_video(tmp_path / "face.avi", _face_frames(12))
     r = extraction_throughput(video, ExtractSettings(frames_per_video=4, stride=3, size=32))
     assert (r["width"], r["height"], r["frames"], r["frames_with_face"], r["threads"]) == (320, 240, 4, 4, 1)
-    assert r["found_by"] == {"detect": 4, "contrast": 0, "full_res": 0, "contrast_full_res": 0}
+    assert r["found_by"] == {"tracked": 0, "detect": 4, "contrast": 0, "full_res": 0, "contrast_full_res": 0}
     assert r["frames_per_s"] == pytest.approx(r["frames"] / r["seconds"])
     assert r["frames_per_cpu_s"] == pytest.approx(r["frames"] / r["cpu_seconds"])
     assert 0 < r["decode_s"] + r["detect_s"] + r["write_s"] <= r["seconds"]

@@ -55,6 +55,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         detect_max_side=cfg.detect_max_side,
         reject_outliers=bool(cfg.get("reject_outliers", True)),
         contrast_retry=bool(cfg.get("contrast_retry", True)),
+        track=cfg.get("track", False),
         batch_size=int(cfg.get("batch_size", 8)),
     )
     source = _options(cfg.get("source"))
