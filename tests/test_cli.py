@@ -187,8 +187,10 @@ def test_help_names_the_task_and_main_options(script: str, work: Path) -> None:
 def test_data_help_lists_commands(work: Path) -> None:
     assert "check" in run_cli("forgery-data", "--help", cwd=work).stdout
     assert run_cli("forgery-data", "check", "--help", cwd=work).stdout.startswith("forgery-data check: ")
-    flags_first = run_cli("forgery-data", "--cfg", "job", cwd=work, check=False)
-    assert flags_first.returncode == 2 and "forgery-data check --cfg job" in flags_first.stderr
+    # no command before the flags: the default command (check), said on stderr
+    flags_first = run_cli("forgery-data", "--cfg", "job", cwd=work)
+    assert "task_name: check" in flags_first.stdout
+    assert "no command given; running forgery-data check --cfg job" in flags_first.stderr
     assert "task_name: check" in run_cli("forgery-data", "check", "--cfg", "job", cwd=work).stdout
 
 

@@ -63,6 +63,8 @@ COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "audit": (audit_main, "leakage and duplicates across the splits (audit.json); see forgery/cli/audit.py"),
 }
 
+DEFAULT_COMMAND = "check"  # what `forgery-data --cfg job` or `forgery-data data=...` runs
+
 
 def _usage() -> str:
     lines = ["usage: forgery-data <command> data=<name> data.root=<path> [key=value ...]", "", "commands:"]
@@ -72,18 +74,18 @@ def _usage() -> str:
 
 
 def main() -> None:
-    """Dispatches ``forgery-data <command>`` to that command's Hydra app."""
+    """Dispatches ``forgery-data <command>`` to that command's Hydra app; flags or overrides with no command
+    before them (``forgery-data --cfg job``) go to :data:`DEFAULT_COMMAND`, which is said on stderr."""
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(_usage())
         sys.exit(0 if len(sys.argv) >= 2 else 2)
-    if sys.argv[1].startswith("-"):  # a Hydra flag such as --cfg job belongs to a command
-        flags = " ".join(sys.argv[1:])
+    if sys.argv[1].startswith("-") or "=" in sys.argv[1]:  # flags or overrides, no command: check
         print(
-            f"forgery-data: error: a command comes first, then the flags: forgery-data check {flags} "
-            f"(commands: {', '.join(COMMANDS)})",
+            f"forgery-data: no command given; running forgery-data {DEFAULT_COMMAND} "
+            f"{' '.join(sys.argv[1:])} (commands: {', '.join(COMMANDS)})",
             file=sys.stderr,
         )
-        sys.exit(2)
+        sys.argv.insert(1, DEFAULT_COMMAND)
     if sys.argv[1] not in COMMANDS:
         print(f"forgery-data: error: unknown command {sys.argv[1]!r}\n{_usage()}", file=sys.stderr)
         sys.exit(2)
