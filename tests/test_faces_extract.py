@@ -312,7 +312,7 @@ def test_track_does_not_follow_a_stray_detection(tmp_path: Path) -> None:
     vdir.mkdir(parents=True)
     for i in range(8):
         f = np.zeros((300, 400, 3), np.uint8)
-        f[340 // 2 : 340 // 2 + 20, 10:30] = 128  # a small stray "face" far from the real one
+        f[170:190, 10:30] = 128  # a small stray "face" far from the real one
         if i != 3:
             f[60 + i : 140 + i, 200 + 2 * i : 280 + 2 * i] = 255  # the face, moving
         cv2.imwrite(str(vdir / f"{i:03d}.png"), f)

@@ -98,7 +98,7 @@ def check_schema(payload: Mapping[str, Any]) -> None:
     ex = payload.get("extraction")
     if isinstance(ex, dict) and not isinstance(ex.get("frames_per_s_per_worker"), (*_NUM, type(None))):
         problems.append("extraction.frames_per_s_per_worker: missing or not a number")
-    for i, v in enumerate(ex.get("videos") or [] if isinstance(ex, dict) else []):
+    for i, v in enumerate((ex.get("videos") or []) if isinstance(ex, dict) else []):
         if not isinstance(v, dict) or not isinstance(v.get("frames_per_s_per_worker"), _NUM):
             problems.append(f"extraction.videos[{i}].frames_per_s_per_worker: missing or not a number")
     if problems:

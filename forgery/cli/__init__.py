@@ -28,7 +28,9 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from forgery.errors import ConfigError
+from forgery.data.faces.sources import FaceDataError
+from forgery.data.splicing.io import DataError
+from forgery.errors import CheckpointError, ConfigError, OfficialWeightsError
 from forgery.utils.quiet import quiet_third_party
 
 __all__ = ["config_dir", "hydra_app", "user_message", "USER_ERRORS"]
@@ -48,23 +50,16 @@ def config_dir() -> str:
     )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from forgery.data.faces.sources import FaceDataError
-    from forgery.data.splicing.io import DataError
-    from forgery.errors import CheckpointError, OfficialWeightsError
-
-    return (
-        ConfigError,
-        DataError,
-        FaceDataError,
-        CheckpointError,
-        OfficialWeightsError,
-        FileNotFoundError,
-        MissingMandatoryValue,
-    )
-
-
-USER_ERRORS: tuple[type[BaseException], ...] = ()  # filled on first use
+# the user's to fix (one line, exit 2); every one of them is defined in a module that loads no torch
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DataError,
+    FaceDataError,
+    CheckpointError,
+    OfficialWeightsError,
+    FileNotFoundError,
+    MissingMandatoryValue,
+)
 
 
 def user_message(err: BaseException) -> str:
@@ -85,13 +80,9 @@ def _user_error(err: BaseException) -> BaseException | None:
     (Hydra wraps that in an ``InstantiationException``); None for anything else (a bug)."""
     from hydra.errors import InstantiationException
 
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, USER_ERRORS):
-            return err
-        err = err.__cause__ if isinstance(err, InstantiationException) else None  # type: ignore[assignment]
-    return None
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, USER_ERRORS) else None
 
 
 def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -109,12 +100,10 @@ def hydra_app(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], A
 
         @wraps(task)
         def guarded(cfg: DictConfig) -> Any:
-            global USER_ERRORS
             quiet_third_party()
             try:
                 result = task(cfg)
             except Exception as raised:
-                USER_ERRORS = USER_ERRORS or _user_errors()
                 err = _user_error(raised)
                 if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
