@@ -510,3 +510,27 @@ def test_scaled_video_copy_for_a_1080p_benchmark(tmp_path: Path) -> None:
     first = cv2.resize(next(read_frames(src, [0]))[1], (640, 480), interpolation=cv2.INTER_CUBIC)
     assert np.abs(frames[0].astype(int) - first).mean() < 4  # the same picture, H.264-compressed
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_crop_png_is_lossless_and_row_predicted_from_above() -> None:
+    """Extraction's PNGs read back (by PIL, as the face datasets read them) to the very pixels, every row
+    written with the "up" filter (PNG filter type 2), the one measured fastest to write and read here."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    data = extract.encode_png(rgb)
+    with Image.open(io.BytesIO(data)) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
+    idat, at = b"", 8
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at : at + 4]), data[at + 4 : at + 8]
+        idat += data[at + 8 : at + 8 + length] if kind == b"IDAT" else b""
+        at += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 53 * 3
+    assert len(raw) == 37 * row
+    assert {raw[i * row] for i in range(37)} == {2}

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from forgery.data.base import collate_skipping
 from forgery.data.faces.dataset import FaceFrameDataset
+from forgery.data.faces.extract import encode_png
 from forgery.data.faces.sources import INDEX_COLUMNS
 from forgery.data.splicing.dataset import SplicingDataset
 from forgery.data.splicing.sources import SplicingRecord
@@ -101,7 +102,7 @@ def face_crop_throughput(
             key = f"bench/video_{i // 4:03d}"
             (root / key).mkdir(parents=True, exist_ok=True)
             rel = f"{key}/{i % 4:04d}.png"
-            Image.fromarray(scene(rng, size, size)).save(root / rel)
+            (root / rel).write_bytes(encode_png(scene(rng, size, size)))
             rows.append(
                 {
                     "key": key,
