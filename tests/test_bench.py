@@ -111,6 +111,7 @@ def test_tiny_quick_run_writes_schema_valid_json(make_cfg, tmp_path: Path) -> No
     assert "test/pixel_f1" in runs[0]["metrics"] and "test/auc" in runs[2]["metrics"]
     ex = written["extraction"]
     assert ex["frames_sampled"] == 1 and ex["frames_with_face"] == 1  # the generated video's face is found
+    assert ex["repeats"] == 1 and ex["seconds_all"] == [ex["seconds"]]
     assert [(v["video"], v["width"], v["height"], v["frames_sampled"]) for v in ex["videos"]] == [
         (str(mine), 320, 240, 1)
     ]

@@ -493,8 +493,10 @@ def test_cli_shards_then_merge(tmp_path: Path) -> None:
 
 def test_extraction_throughput_reports_one_workers_rate(tmp_path: Path) -> None:
     video = _write_video(tmp_path / "face.avi", _face_frames(12))
-    r = extraction_throughput(video, ExtractSettings(frames_per_video=4, stride=3, size=32))
+    r = extraction_throughput(video, ExtractSettings(frames_per_video=4, stride=3, size=32), repeats=3)
     assert (r["width"], r["height"], r["frames"], r["frames_with_face"], r["threads"]) == (320, 240, 4, 4, 1)
+    assert r["repeats"] == 3 and r["seconds_all"] == sorted(r["seconds_all"])
+    assert r["seconds"] == r["seconds_all"][1]  # the median run's figures
     assert r["found_by"] == {"tracked": 0, "detect": 4, "contrast": 0, "full_res": 0, "contrast_full_res": 0}
     assert r["frames_per_s"] == pytest.approx(r["frames"] / r["seconds"])
     assert r["frames_per_cpu_s"] == pytest.approx(r["frames"] / r["cpu_seconds"])

@@ -159,7 +159,8 @@ def format_table(payload: Mapping[str, Any]) -> str:
             "",
             f"Face extraction, 1080p video: {_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker, "
             f"{_f(ex.get('frames_per_cpu_s'), 1)} per CPU-second ({ex.get('frames_sampled')} frames, "
-            f"{ex.get('frames_with_face')} with a face; {ex.get('measured_by')})",
+            f"{ex.get('frames_with_face')} with a face; the median of {ex.get('repeats', 1)} runs; "
+            f"{ex.get('measured_by')})",
         ]
         if ex.get("videos"):
             lines += [
