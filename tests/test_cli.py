@@ -230,6 +230,7 @@ def test_apps_import_without_torch() -> None:
         ("forgery-train", ["model=mat", "debug=fdr"], "these go together"),
         ("forgery-predict", ["ckpt_path=/nonexistent/x.ckpt"], "missing required value: input"),
         ("forgery-faces", ["root=/nonexistent"], "/nonexistent: video root"),
+        ("forgery-faces", ["root=/", "workers=many"], "workers must be a whole number of processes or auto"),
         ("forgery-data", ["nosuch"], "unknown command 'nosuch'"),
         # an option a _target_ rejects while Hydra instantiates it (Hydra wraps the error)
         ("forgery-train", ["debug=fdr", "model.eval_tile=500"], "tile must be a positive multiple of 16"),

@@ -723,7 +723,7 @@ def test_cli_config_and_faces_synth(tmp_path: Path) -> None:
         1.3,
         380,
         "mtcnn",
-        2,
+        "auto",
     )
     assert (cfg.frames_per_video, cfg.stride, cfg.max_frame, cfg.detect_max_side) == (None, None, None, 720)
     small = SMALL | {"n_train": 2, "n_val": 1, "n_test": 1}

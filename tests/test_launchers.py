@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,10 +15,10 @@ from tests.conftest import CONFIG_DIR
 from tests.test_cli import TINY_SPLICING, run_cli, run_dir
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], app: str = "train"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(app, overrides=overrides, return_hydra_config=True)
     GlobalHydra.instance().clear()
     return cfg
 
@@ -32,6 +33,37 @@ def test_slurm_launcher_composes_with_its_keys() -> None:
     assert launcher.signal_delay_s > 0 and launcher.timeout_min == 1440
     local = _compose(["hydra/launcher=local"]).hydra.launcher
     assert local._target_.endswith("LocalLauncher") and local.gpus_per_node == 0
+
+
+def test_slurm_cpu_launcher_runs_one_extraction_per_job() -> None:
+    """The README's cluster extraction (`forgery-faces -m hydra/launcher=slurm_cpu ... shard=...`): one task
+    per job and no GPU (the GPU launcher's 8 tasks would each extract the same shard), the job's CPUs for
+    `workers=auto`, requeued on time-out."""
+    cfg = _compose(["hydra/launcher=slurm_cpu", "num_shards=64", "shard=3"], app="faces")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (0, 1, 1)
+    assert launcher.cpus_per_task == 16 and launcher.additional_parameters.requeue is True
+    assert cfg.workers == "auto"
+
+
+def test_faces_refuses_several_tasks_of_one_slurm_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from forgery.cli.faces import cpu_workers, run
+    from forgery.errors import ConfigError
+
+    cfg = _compose([f"root={tmp_path}", f"out_dir={tmp_path}/out"], app="faces")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "8")
+    with pytest.raises(ConfigError, match="this SLURM step has 8: each task would extract the same videos"):
+        run(cfg)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert cpu_workers("auto") == len(os.sched_getaffinity(0)) and cpu_workers(None) == cpu_workers("auto")
+    assert cpu_workers(0) == 0 and cpu_workers(3) == 3
+    for bad in ("many", -1, 2.5, True):
+        with pytest.raises(ConfigError, match="workers must be a whole number of processes or auto"):
+            cpu_workers(bad)
 
 
 @pytest.mark.parametrize("name", ["mtse_optuna", "mat_optuna"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,22 @@ from forgery.data.faces.extract import ExtractSettings, extract_faces, merge_sha
 from forgery.data.faces.sources import SPLITS, index_videos
 from forgery.errors import ConfigError
 
-__all__ = ["main", "run"]
+__all__ = ["cpu_workers", "main", "run"]
 
 log = logging.getLogger(__name__)
+
+
+def cpu_workers(value: Any) -> int:
+    """``workers=``: a count, or ``auto`` (or null): one process per CPU this process may run on (its
+    affinity mask, which a SLURM job's or a container's CPU set narrows), at least 1."""
+    if value is None or value == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # macOS, Windows
+            return max(1, os.cpu_count() or 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"workers must be a whole number of processes or auto, got {value!r}")
+    return value
 
 
 def _options(node: Any) -> dict[str, Any]:
@@ -29,6 +43,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     For ``data_name=faces_synth`` builds the embedded dataset instead and returns ``{"index_csv": path}``;
     with ``merge=true`` only merges ``out_dir``'s shard part files (``{"<dataset>/<split>": report}``).
     """
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "1")
+    if tasks.isdigit() and int(tasks) > 1:
+        raise ConfigError(
+            f"forgery-faces runs as one task, but this SLURM step has {tasks}: each task would extract the "
+            "same videos; use hydra/launcher=slurm_cpu (one task per job) or srun --ntasks=1"
+        )
     if cfg.data_name == "faces_synth":
         from forgery.data.faces.synth import build_faces_synth
 
@@ -58,6 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         track=cfg.get("track", False),
         batch_size=int(cfg.get("batch_size", 8)),
     )
+    workers = cpu_workers(cfg.get("workers", "auto"))
     source = _options(cfg.get("source"))
     reports = {}
     for split in splits:
@@ -67,7 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             index,
             cfg.out_dir,
             settings,
-            workers=int(cfg.workers),
+            workers=workers,
             overwrite=bool(cfg.overwrite),
             progress=bool(cfg.progress),
             name=name,

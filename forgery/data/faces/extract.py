@@ -726,10 +726,12 @@ def _run_videos(
     progress: bool,
     desc: str,
 ) -> list[tuple[VideoRecord, dict[str, Any]]]:
-    """Process ``records`` (in this process or a pool); results in the order of ``records``."""
+    """Process ``records`` (in this process or a pool of at most one worker per video); results in the
+    order of ``records``."""
     tasks = [(rec, out_dir, overwrite) for rec in records]
     results: list[tuple[VideoRecord, dict[str, Any]]] = []
-    if workers <= 1 or len(tasks) <= 1:
+    workers = min(workers, len(tasks))
+    if workers <= 1:
         _init_worker(settings, None)
         for task in track(tasks, description=desc, disable=not progress):
             results.append(_run_one(task))
