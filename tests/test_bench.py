@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from forgery.bench import check_schema, expand_cases, format_table
+from forgery.bench.evalmem import eval_memory_growth
 from forgery.bench.extraction import make_face_video
 from forgery.cli.bench import bench, compose_groups
 
@@ -55,7 +56,7 @@ def test_presets_compose_and_expand(make_cfg, preset: str) -> None:
             ("bf16-mixed", False),
         }
         assert [c["compile"] for c in cases if c["label"].endswith("_compile")] == [True, True]
-        assert cfg.bench.eval_memory.images == [100, 2000]
+        assert cfg.bench.eval_memory.images == [100, 2000, 8000]  # the last span past the bootstrap bound
     unique = {json.dumps([c["groups"], c["overrides"]], sort_keys=True): c for c in cases}
     for case in unique.values():
         groups = compose_groups(case["groups"], case["overrides"])
@@ -169,3 +170,20 @@ def test_conv_backward_flops_are_two_forwards_for_grouped_convs(groups: int) -> 
     assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward
     frozen = torch.randn(2, 16, 10, 10)  # no input gradient: one forward for the weight's
     assert count_flops(lambda: conv(frozen).sum().backward()) == 2 * forward
+
+
+def test_eval_memory_growth_per_span() -> None:
+    runs = [
+        {"task": "splicing", "images": n, "peak_memory_mb": mb}
+        for n, mb in ((2000, 1121.0), (100, 1030.0), (8000, 1349.0))
+    ] + [{"task": "faces", "images": n, "peak_memory_mb": 1000.0} for n in (100, 400)]
+    g = eval_memory_growth(runs)
+    s = g["splicing"]
+    assert (s["images_min"], s["images_max"], s["growth_mb"]) == (100, 8000, 319.0)
+    assert s["growth_mb_per_1000_images"] == pytest.approx(319.0 * 1000 / 7900)
+    assert [(sp["images"], sp["growth_mb"]) for sp in s["spans"]] == [
+        ([100, 2000], 91.0),
+        ([2000, 8000], 228.0),
+    ]
+    assert s["spans"][1]["growth_mb_per_1000_images"] == pytest.approx(38.0)
+    assert g["faces"]["growth_mb"] == 0.0 and len(g["faces"]["spans"]) == 1

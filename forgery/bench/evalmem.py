@@ -2,9 +2,12 @@
 
 The module is built from its configs as for training and tested as ``forgery-eval`` tests it (the real
 ``test_step``, metrics and their ``compute``); images are generated on the fly from their index (nothing
-cached), so memory that grows with n is the evaluation's own. Flat means: the peak on 2000 images is the
-peak on 100, up to the few kB per image that video-level face metrics must keep (one probability, label and
-video id per frame).
+cached), so memory that grows with n is the evaluation's own. No map is kept: the test loop runs in flat
+memory. What grows is what the metrics must keep per image (faces: a probability, label and video id per
+frame; splicing: a row of per-image scores and a 100-bin histogram pair, for the bootstrap intervals, about
+14 kB per image while they are computed, with their sorted copies), plus the bootstrap's working memory up to
+the bound its chunk size sets (:data:`forgery.metrics.bootstrap.CHUNK_ELEMENTS`, reached at about 4000
+images); :func:`eval_memory_growth` tells the two apart over three or more n.
 """
 
 from __future__ import annotations
@@ -99,18 +102,30 @@ def eval_peak_memory(
     }
 
 
-def eval_memory_growth(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per task: the peak at the largest n minus the peak at the smallest, in MB and per 1000 images."""
-    out: dict[str, dict[str, float]] = {}
+def _growth(lo: Mapping[str, Any], hi: Mapping[str, Any]) -> tuple[float, float]:
+    growth = hi["peak_memory_mb"] - lo["peak_memory_mb"]
+    return growth, growth * 1000 / max(1, hi["images"] - lo["images"])
+
+
+def eval_memory_growth(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task: the peak at the largest n minus the peak at the smallest, in MB and per 1000 images, and the
+    same between each two consecutive n (``spans``): memory that stops growing past some n (a working set
+    bounded by a chunk size) shows as a flat last span, memory kept per image as a steady one."""
+    out: dict[str, dict[str, Any]] = {}
     for task in sorted({r["task"] for r in records}):
         rs = sorted((r for r in records if r["task"] == task), key=lambda r: r["images"])
-        lo, hi = rs[0], rs[-1]
-        growth = hi["peak_memory_mb"] - lo["peak_memory_mb"]
-        span = max(1, hi["images"] - lo["images"])
+        growth, per_1000 = _growth(rs[0], rs[-1])
+        spans = []
+        for lo, hi in zip(rs, rs[1:]):
+            g, p = _growth(lo, hi)
+            spans.append(
+                {"images": [lo["images"], hi["images"]], "growth_mb": g, "growth_mb_per_1000_images": p}
+            )
         out[task] = {
-            "images_min": lo["images"],
-            "images_max": hi["images"],
+            "images_min": rs[0]["images"],
+            "images_max": rs[-1]["images"],
             "growth_mb": growth,
-            "growth_mb_per_1000_images": growth * 1000 / span,
+            "growth_mb_per_1000_images": per_1000,
+            "spans": spans,
         }
     return out

@@ -149,9 +149,16 @@ def format_table(payload: Mapping[str, Any]) -> str:
         for r in ev["runs"]:
             lines.append(f"| {r['task']} | {r['images']} | {r['size']} | {r['peak_memory_mb']:.0f} |")
         for task, g in ev["growth"].items():
+            spans = g.get("spans") or []
+            steps = "; ".join(
+                f"{s['images'][0]} -> {s['images'][1]}: {s['growth_mb']:+.1f} MB "
+                f"({s['growth_mb_per_1000_images']:+.2f} per 1000)"
+                for s in spans
+            )
             lines.append(
                 f"\n{task}: {g['growth_mb']:+.1f} MB from {g['images_min']} to {g['images_max']} images "
                 f"({g['growth_mb_per_1000_images']:+.2f} MB per 1000)"
+                + (f"; {steps}" if len(spans) > 1 else "")
             )
     ex = payload.get("extraction")
     if ex:
