@@ -164,7 +164,9 @@ def format_table(payload: Mapping[str, Any]) -> str:
     if ex:
         lines += [
             "",
-            f"Face extraction, 1080p video: {_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker, "
+            "Face extraction, generated 1080p video (MPEG-4 part 2, one large face on a still background; "
+            "real H.264 video decodes slower, see the table of videos when given): "
+            f"{_f(ex.get('frames_per_s_per_worker'), 1)} frames/s per worker, "
             f"{_f(ex.get('frames_per_cpu_s'), 1)} per CPU-second ({ex.get('frames_sampled')} frames, "
             f"{ex.get('frames_with_face')} with a face; the median of {ex.get('repeats', 1)} runs; "
             f"{ex.get('measured_by')})",
