@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 
 from tests.conftest import CONFIG_DIR
 from tests.test_cli import TINY_SPLICING, run_cli, run_dir
@@ -24,11 +25,21 @@ def _compose(overrides: list[str], app: str = "train"):
 
 
 def test_slurm_launcher_composes_with_its_keys() -> None:
-    cfg = _compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=2"])
+    """The README's 2 nodes x 8 GPUs line: the job's shape follows the trainer's (Lightning's SLURM
+    environment refuses a job whose tasks per node or nodes differ from trainer.devices / num_nodes)."""
+    ddp = ["trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2"]
+    cfg = _compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", *ddp])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.nodes, launcher.gpus_per_node) == ("gpu", 2, 8)
     assert launcher.tasks_per_node == 8  # one Lightning DDP process per GPU
+    built = instantiate(launcher)  # as Hydra builds it: the interpolations resolve against the job's config
+    assert [built.params[k] for k in ("nodes", "gpus_per_node", "tasks_per_node")] == [2, 8, 8]
+    # one trial of a sweep on the default trainer (e.g. hparams_search=mtse_optuna): one GPU, one task
+    one = _compose(["hydra/launcher=slurm", "hparams_search=mtse_optuna"]).hydra.launcher
+    assert (one.nodes, one.gpus_per_node, one.tasks_per_node) == (1, 1, 1)
+    explicit = _compose(["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"]).hydra.launcher
+    assert (explicit.gpus_per_node, explicit.tasks_per_node) == (4, 4)
     assert launcher.additional_parameters.requeue is True and launcher.max_num_timeout > 0
     assert launcher.signal_delay_s > 0 and launcher.timeout_min == 1440
     local = _compose(["hydra/launcher=local"]).hydra.launcher
