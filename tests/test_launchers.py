@@ -127,3 +127,36 @@ def test_optuna_two_trials_then_resume(tmp_path: Path) -> None:
     assert complete_trials() == 2
     run_cli("forgery-train", *args, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert complete_trials() == 3  # the same study, resumed from its sqlite file
+
+
+@pytest.mark.slow
+def test_sharded_extraction_through_a_launcher_then_merge(tmp_path: Path) -> None:
+    """The README's cluster extraction with submitit's local executor standing in for SLURM: a multirun of
+    two shards (each its own job, `workers=auto`), then `merge=true`, equals one unsharded run, as typed."""
+    import cv2
+
+    from tests.test_faces_data import _face_frames
+
+    root = tmp_path / "frames"
+    for v in range(4):
+        (root / f"train/real/v{v}").mkdir(parents=True)
+        for i, frame in enumerate(_face_frames(3)):
+            cv2.imwrite(str(root / f"train/real/v{v}/{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    common = ["data_name=frames", f"root={root}", "split=train", "frames_per_video=2", "stride=2", "size=40"]
+    common.append("progress=false")
+    run_cli("forgery-faces", *common, "out_dir=one", cwd=tmp_path)
+    run_cli(
+        "forgery-faces",
+        "-m",
+        "hydra/launcher=local",
+        *common,
+        "out_dir=two",
+        "num_shards=2",
+        "shard=range(0,2)",
+        cwd=tmp_path,
+    )
+    assert not (tmp_path / "two/index.csv").exists()  # shards write part files only
+    assert len(list((tmp_path / "two/_shards").glob("*"))) >= 2
+    res = run_cli("forgery-faces", "data_name=frames", "out_dir=two", "merge=true", cwd=tmp_path)
+    assert "index.csv and report.json in" in res.stdout
+    assert (tmp_path / "one/index.csv").read_bytes() == (tmp_path / "two/index.csv").read_bytes()

@@ -2,7 +2,8 @@
 
 The numbers are the official implementations' own outputs on their own (random) weights, stored as arrays in
 ``../shared/fixtures`` (see its README); those tests skip when the folder is absent. Tolerances: outputs,
-losses and buffers within 1e-5 of the reference's largest magnitude, gradients within 1e-4.
+losses and buffers within 1e-5 of the reference's largest magnitude; gradients of a float64 run within the
+reference's own float32 error (see ``test_mtse_gradients_and_buffers_match_official``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from tests.conftest import FIXTURES, SMALL_FACES, SMALL_SPLICING
 MTSE_FIXTURE = FIXTURES / "official_mtse" / "mtse_official_seed0.npz"
 MAT_FIXTURE = FIXTURES / "official_mat" / "mat_official_b0_seed0.npz"
 REL = 1e-5
-GRAD_REL = 1e-4
+# MTSE-Net gradients: the official float32 fixture against our float64 run (machine-independent), per param
+# as a fraction of max(its largest |gradient|, GRAD_FLOOR x the largest of all), and over all of them
+GRAD_PARAM_REL, GRAD_FLOOR, GRAD_ALL_REL = 3e-2, 1e-3, 3e-4
 HEADS = ("mask_logits", "mask_edge_logits", "image_edge")
 
 
@@ -106,8 +109,25 @@ def mtse_run() -> dict:
         terms["loss"].backward()
     finally:
         torch.set_num_threads(threads)
+    # the same train-mode call in float64, for the gradients (see the test)
+    net64 = mtse_from_official(state).double().train()
+    out64 = net64(x.double())
+    MTSELoss()(
+        out64,
+        torch.from_numpy(data["input/mask"]),
+        torch.from_numpy(data["input/mask_edge"]),
+        torch.from_numpy(data["input/image_edge"]).double(),
+    )["loss"].backward()
     keys = map_official_keys(state, mtse_module_map(), MTSE_UNUSED)
-    return {"data": data, "net": net, "eval": eval_out, "train": train_out, "terms": terms, "keys": keys}
+    return {
+        "data": data,
+        "net": net,
+        "net64": net64,
+        "eval": eval_out,
+        "train": train_out,
+        "terms": terms,
+        "keys": keys,
+    }
 
 
 @pytest.mark.slow
@@ -135,12 +155,30 @@ def test_mtse_loss_matches_official(mtse_run: dict) -> None:
 
 @pytest.mark.slow
 def test_mtse_gradients_and_buffers_match_official(mtse_run: dict) -> None:
+    """Every parameter's gradient against the official one, from a float64 run of ours.
+
+    float32 backward through train-mode BatchNorm over 2 x 384 x 384 pixels is itself only accurate to about
+    1e-2 of a parameter's largest gradient: the fixture is 1.3e-2 off our float64 run for ``conv5.0.weight``,
+    1.1e-4 over all gradients, the same on any machine. A float32 run of ours lands elsewhere within that
+    noise on each CPU (another kernel, another summation order: 7.7e-4 per parameter against the fixture on
+    an Intel Xeon with AMX, where a 1e-4 float32-to-float32 bound failed), so float64 is compared. Conv biases
+    followed by BatchNorm have a true gradient of 0 (float32 noise, under 2e-6 of the largest, on the
+    fixture's side), hence the floor. Over all gradients the check is tight: a 3% change of any one loss
+    weight moves them by 1e-2 to 2.4e-2 (30-80x the bound).
+    """
     data, keys, net = mtse_run["data"], mtse_run["keys"], mtse_run["net"]
-    params = dict(net.named_parameters())
+    params = dict(mtse_run["net64"].named_parameters())
     grads = {k[len("grad/") :]: v for k, v in data.items() if k.startswith("grad/")}
     assert sorted(keys[k] for k in grads) == sorted(params)  # every parameter, no more
+    largest = max(float(np.abs(ref).max()) for ref in grads.values())
+    diff2 = ref2 = 0.0
     for key, ref in grads.items():
-        assert _rel(params[keys[key]].grad, ref) <= GRAD_REL, key
+        ours, ref_t = params[keys[key]].grad, torch.from_numpy(ref).double()
+        scale = max(float(ref_t.abs().max()), GRAD_FLOOR * largest)
+        assert float((ours - ref_t).abs().max()) <= GRAD_PARAM_REL * scale, key
+        diff2 += float(((ours - ref_t) ** 2).sum())
+        ref2 += float((ref_t**2).sum())
+    assert math.sqrt(diff2 / ref2) <= GRAD_ALL_REL
     own = net.state_dict()
     buffers = {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("buffers_after_train/")}
     assert buffers
