@@ -347,6 +347,16 @@ def _face_frames(n: int) -> list[np.ndarray]:
     return frames
 
 
+def _frame_folders(root: Path, videos: int = 4, frames: int = 3) -> list[str]:
+    """``videos`` real training videos as frame folders (``data_name=frames``) under ``root``, and the
+    forgery-faces overrides that extract 2 frames of each at 40 px."""
+    for v in range(videos):
+        (root / f"train/real/v{v}").mkdir(parents=True)
+        for i, frame in enumerate(_face_frames(frames)):
+            cv2.imwrite(str(root / f"train/real/v{v}/{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return ["data_name=frames", f"root={root}", "split=train", "frames_per_video=2", "stride=2", "size=40"]
+
+
 def _write_video(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
     h, w = frames[0].shape[:2] if frames else (240, 320)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))

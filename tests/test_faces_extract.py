@@ -35,7 +35,15 @@ from forgery.data.faces.extract import (
 )
 from forgery.data.faces.synth import bundled_face_photos
 from tests.conftest import real_data
-from tests.test_faces_data import _astronaut, _compose, _face_frames, _files, _touch, _write_video
+from tests.test_faces_data import (
+    _astronaut,
+    _compose,
+    _face_frames,
+    _files,
+    _frame_folders,
+    _touch,
+    _write_video,
+)
 
 # ------------------------------------------------------------------------------------------- decoding
 
@@ -465,13 +473,7 @@ def test_shards_resume_merge_checks_and_stale_parts(tmp_path: Path) -> None:
 
 
 def test_cli_shards_then_merge(tmp_path: Path) -> None:
-    root = tmp_path / "frames"
-    for v in range(4):
-        (root / f"train/real/v{v}").mkdir(parents=True)
-        for i, frame in enumerate(_face_frames(3)):
-            cv2.imwrite(str(root / f"train/real/v{v}/{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    common = ["data_name=frames", f"root={root}", "split=train", "frames_per_video=2", "stride=2", "size=40"]
-    common += ["workers=1", "progress=false"]
+    common = [*_frame_folders(tmp_path / "frames"), "workers=1", "progress=false"]
     cfg = _compose([*common, f"out_dir={tmp_path / 'one'}"])
     assert (cfg.shard, cfg.num_shards, cfg.merge, cfg.contrast_retry, cfg.batch_size) == (
         None,

@@ -133,17 +133,9 @@ def test_optuna_two_trials_then_resume(tmp_path: Path) -> None:
 def test_sharded_extraction_through_a_launcher_then_merge(tmp_path: Path) -> None:
     """The README's cluster extraction with submitit's local executor standing in for SLURM: a multirun of
     two shards (each its own job, `workers=auto`), then `merge=true`, equals one unsharded run, as typed."""
-    import cv2
+    from tests.test_faces_data import _frame_folders
 
-    from tests.test_faces_data import _face_frames
-
-    root = tmp_path / "frames"
-    for v in range(4):
-        (root / f"train/real/v{v}").mkdir(parents=True)
-        for i, frame in enumerate(_face_frames(3)):
-            cv2.imwrite(str(root / f"train/real/v{v}/{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    common = ["data_name=frames", f"root={root}", "split=train", "frames_per_video=2", "stride=2", "size=40"]
-    common.append("progress=false")
+    common = [*_frame_folders(tmp_path / "frames"), "progress=false"]
     run_cli("forgery-faces", *common, "out_dir=one", cwd=tmp_path)
     run_cli(
         "forgery-faces",
