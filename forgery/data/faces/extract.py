@@ -574,7 +574,11 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    _atomic_write(path, encode_png(rgb))
+    try:
+        data = encode_png(rgb)
+    except OSError as e:
+        raise OSError(f"{path}: {e}") from e
+    _atomic_write(path, data)
 
 
 def _clear_video_dir(vdir: Path) -> None:
