@@ -19,7 +19,8 @@ __all__ = ["check_tiling", "tile_starts", "blend_window", "tiled_apply"]
 
 
 def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
-    """Raises ValueError unless ``tile`` is a positive multiple of ``multiple`` and 0 <= overlap < tile."""
+    """Raises ConfigError (a ValueError) unless ``tile`` is a positive multiple of ``multiple`` and
+    0 <= overlap < tile."""
     if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0 or tile % multiple:
         raise ConfigError(f"tile must be a positive multiple of {multiple} (e.g. 512), got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:

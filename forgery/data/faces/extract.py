@@ -1134,8 +1134,8 @@ def extraction_throughput(
             seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
             runs.append({"seconds": seconds, "cpu_seconds": cpu, "result": r})
     runs.sort(key=lambda run: run["seconds"])
-    best = runs[(len(runs) - 1) // 2]  # the median run (the faster of the middle two for an even count)
-    r = best["result"]
+    median = runs[(len(runs) - 1) // 2]  # the faster of the middle two for an even count
+    r = median["result"]
     if r["status"] == "unreadable":
         raise VideoUnreadableError(r["error"])
     h, w = next(read_frames(video, [0]))[1].shape[:2]
@@ -1149,11 +1149,13 @@ def extraction_throughput(
         "threads": threads,
         "frames": r["frames_sampled"],
         "repeats": len(runs),
-        "seconds": best["seconds"],
+        "seconds": median["seconds"],
         "seconds_all": [run["seconds"] for run in runs],
-        "frames_per_s": r["frames_sampled"] / best["seconds"] if best["seconds"] > 0 else None,
-        "cpu_seconds": best["cpu_seconds"],
-        "frames_per_cpu_s": r["frames_sampled"] / best["cpu_seconds"] if best["cpu_seconds"] > 0 else None,
+        "frames_per_s": r["frames_sampled"] / median["seconds"] if median["seconds"] > 0 else None,
+        "cpu_seconds": median["cpu_seconds"],
+        "frames_per_cpu_s": r["frames_sampled"] / median["cpu_seconds"]
+        if median["cpu_seconds"] > 0
+        else None,
         "decode_s": r["timing"]["decode"],
         "detect_s": r["timing"]["detect"],
         "write_s": r["timing"]["write"],

@@ -143,7 +143,7 @@ def _mask_values(img: Image.Image, path: Path) -> np.ndarray:
 def load_mask(path: str | Path, rule: str) -> np.ndarray:
     """Read a ground-truth mask as bool (H, W), True = tampered, binarised with a rule from MASK_RULES.
 
-    Raises ValueError for an unknown rule and DataError("<path>: ...") for an unreadable file.
+    Raises ConfigError (a ValueError) for an unknown rule and DataError("<path>: ...") for an unreadable file.
     """
     if rule not in MASK_RULES:
         raise ConfigError(f"unknown mask rule {rule!r}; valid rules: {sorted(MASK_RULES)}")

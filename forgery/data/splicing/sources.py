@@ -675,8 +675,9 @@ _REPORTERS: dict[str, Callable[..., IndexResult]] = {
 def index_dataset_report(name: str, root: str | Path | None, **options: object) -> IndexResult:
     """Index dataset ``name`` at ``root``: records sorted by id plus everything skipped, by reason.
 
-    Raises ValueError for an unknown name or option value, TypeError for an unknown option, DataError when
-    the root is missing, yields no record, or a required mask is absent (with ``missing_mask="error"``).
+    Raises ConfigError (a ValueError) for an unknown name or option value, TypeError for an unknown option,
+    DataError when the root is missing, yields no record, or a required mask is absent (with
+    ``missing_mask="error"``).
     """
     if name not in _REPORTERS:
         raise ConfigError(f"unknown dataset {name!r}; valid names: {sorted(_REPORTERS)}")
