@@ -121,6 +121,16 @@ def test_tiny_quick_run_writes_schema_valid_json(make_cfg, tmp_path: Path) -> No
     assert table.count("| mtse_net |") == 2 and "splicing_jpeg" in table
 
 
+def test_sections_set_to_null_are_left_out(make_cfg, tmp_path: Path) -> None:
+    # e.g. only the evaluation memory: forgery-bench bench=full bench.cases=null bench.loaders=null ...
+    off = ["bench.cases=null", "bench.loaders=null", "bench.extraction=null", "bench.eval_models.mat=null"]
+    cfg = make_cfg("bench", [*TINY, *off, "bench.eval_memory.images=[4]", f"out_dir={tmp_path}"])
+    payload, path = bench(cfg)
+    check_schema(json.loads(path.read_text()))
+    assert payload["steps"] == [] and payload["loaders"] == [] and payload["extraction"] is None
+    assert [(r["task"], r["images"]) for r in payload["eval_memory"]["runs"]] == [("splicing", 4)]
+
+
 def test_absent_extraction_video_is_named_before_anything_runs(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("bench", [*TINY, f"out_dir={tmp_path}", f"bench.extraction.videos=[{tmp_path}/no.mp4]"])
     with pytest.raises(FileNotFoundError, match=r"bench.extraction.videos: .*no.mp4: no such video file"):

@@ -282,6 +282,70 @@ def test_intervals_contain_point_reproducible_and_ddp_merge() -> None:
     assert iv["pixel_auroc_global"] == pytest.approx(exact, abs=5e-3)
 
 
+def test_weighted_sum_is_the_exact_matmul_whatever_the_block() -> None:
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 200_000, (37, 12), generator=g, dtype=torch.int32)
+    w = torch.randint(0, 5, (9, 37), generator=g).double()
+    index = torch.randperm(37, generator=g)
+    want = w @ values[index].double()
+    for block in (1, 5, 37, 4096):
+        assert torch.equal(bs.weighted_sum(w, values, index, block=block), want)
+    assert torch.equal(bs.weighted_sum(w, values), w @ values.double())
+
+
+def _tied_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """Authentic 2 x 2 images that tie on every per-image row value and image score (two pixels above 0.5,
+    the larger at 0.9) but differ in their histograms, the other pixel above 0.5 on either side of the
+    tampered images' positive pixels (0.8, 0.7), and those tampered images after them."""
+    rows = [[0.9, v, 0.2, 0.3] for v in (0.6, 0.68, 0.75, 0.78, 0.85)] + [[0.9, 0.55, 0.05, 0.3]]
+    probs = torch.tensor(rows + [[0.8, 0.6, 0.1, 0.3], [0.7, 0.2, 0.6, 0.1]]).view(-1, 2, 2)
+    masks = torch.zeros_like(probs)
+    masks[6:, 0, 0] = 1
+    return probs, masks
+
+
+def test_intervals_do_not_depend_on_arrival_order_when_rows_tie() -> None:
+    probs, masks = _tied_images()
+    metric = _filled(probs, masks)
+    state = metric._state()
+    rows = state["per_image"].view(len(probs), -1)
+    assert (
+        torch.equal(rows[0].nan_to_num(), rows[5].nan_to_num())
+        and state["image_scores"][:6].unique().numel() == 1
+    )
+    iv = metric.intervals(n=200, seed=0)
+    for seed in range(3):
+        perm = torch.randperm(len(probs), generator=torch.Generator().manual_seed(seed))
+        assert _filled(probs[perm], masks[perm]).intervals(n=200, seed=0) == iv
+    # the canonical order sorts by the columns first, the tie-break only orders equal rows
+    cols = [torch.tensor([2.0, 1.0, 1.0, 0.0]), torch.tensor([0.0, 5.0, 5.0, 9.0])]
+    tie = torch.tensor([[1, 2], [3, 4], [1, 2], [0, 0]], dtype=torch.int32)
+    order = bs.canonical_order(cols, tie).tolist()
+    assert order[0] == 3 and order[-1] == 0 and sorted(order[1:3]) == [1, 2]
+    assert bs.canonical_order(cols, tie[[0, 2, 1, 3]]).tolist()[1:3] == order[1:3][::-1]
+
+
+def test_compute_consolidates_the_per_image_state_and_updates_go_on() -> None:
+    probs, masks = loc_batch(seed=8, n=12, height=8, width=8)
+    metric = _filled(probs[:8], masks[:8])
+    assert len(metric.per_image) == 2
+    first = metric.compute()
+    assert len(metric.per_image) == 1 and len(metric.image_hist) == 1  # one tensor, the chunks freed
+    assert first["n_images"].item() == 8
+    metric.update(probs[8:], masks[8:])
+    whole = _filled(probs, masks)
+    for key, value in whole.compute().items():
+        assert torch.allclose(metric.compute()[key], value, equal_nan=True), key
+    assert metric.intervals(n=100, seed=0) == whole.intervals(n=100, seed=0)
+
+
+def test_release_free_memory_trims_the_heap() -> None:
+    from forgery.utils.memory import release_free_memory
+
+    assert release_free_memory() is True  # glibc (Linux CI); False elsewhere, never an error
+    assert release_free_memory(collect=False) is True
+
+
 def test_intervals_need_per_image_and_bad_spec_raises() -> None:
     with pytest.raises(ValueError, match=re.escape("intervals() needs LocalizationMetrics(per_image=True)")):
         LocalizationMetrics().intervals()

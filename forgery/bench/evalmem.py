@@ -2,12 +2,14 @@
 
 The module is built from its configs as for training and tested as ``forgery-eval`` tests it (the real
 ``test_step``, metrics and their ``compute``); images are generated on the fly from their index (nothing
-cached), so memory that grows with n is the evaluation's own. No map is kept: the test loop runs in flat
-memory. What grows is what the metrics must keep per image (faces: a probability, label and video id per
-frame; splicing: a row of per-image scores and a 100-bin histogram pair, for the bootstrap intervals, about
-14 kB per image while they are computed, with their sorted copies), plus the bootstrap's working memory up to
-the bound its chunk size sets (:data:`forgery.metrics.bootstrap.CHUNK_ELEMENTS`, reached at about 4000
-images); :func:`eval_memory_growth` tells the two apart over three or more n.
+cached), so memory that grows with n is the evaluation's own. No map is kept. What the metrics keep per image
+is small (faces: a probability, label and video id per frame; splicing: a row of per-image scores and a
+100-bin int32 histogram pair for the bootstrap intervals, ~1 kB), the intervals add ~1 kB per image more
+and a working set bounded by :data:`forgery.metrics.bootstrap.CHUNK_ELEMENTS`. The test loop hands the
+freed heap back to the OS every ``ForgeryModule.release_every`` batches (0: never) and before the metrics
+(:func:`forgery.utils.memory.release_free_memory`); without it the resident set grew by ~12 kB per image,
+freed batch tensors kept between the per-image state chunks. :func:`eval_memory_growth` gives the growth
+of each span of n.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def _cases(spec: DictConfig, device: str) -> list[StepCase]:
     from forgery.bench import StepCase, expand_cases
 
     cases = []
-    raw = OmegaConf.to_container(spec.cases, resolve=True) or {}
+    raw = OmegaConf.to_container(spec.cases, resolve=True) if spec.get("cases") else {}  # null: none
     for one in expand_cases(raw):  # type: ignore[arg-type]
         groups = one.pop("groups")
         overrides = tuple(one.pop("overrides", ()) or ())
@@ -76,6 +76,8 @@ def bench(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     cases = _cases(spec, device)
     eval_models = []
     for groups in (OmegaConf.to_container(spec.get("eval_models") or {}, resolve=True) or {}).values():
+        if not groups:  # bench.eval_models.<name>=null leaves that model out
+            continue
         c = compose_groups(groups["groups"], groups.get("overrides", ()))  # type: ignore[index]
         eval_models.append((c["model"], c["loss"]))
     plain = OmegaConf.to_container(spec, resolve=True)

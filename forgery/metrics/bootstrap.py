@@ -34,6 +34,8 @@ __all__ = [
     "summarize_seeds",
     "auroc_from_histograms",
     "weighted_mean",
+    "weighted_sum",
+    "canonical_order",
     "weighted_auroc",
     "weighted_average_precision",
     "weighted_eer",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 _WHERE = "forgery.metrics.bootstrap"
-CHUNK_ELEMENTS = 1 << 22  # count-matrix entries per chunk (32 MiB in float64)
+CHUNK_ELEMENTS = 1 << 20  # count-matrix entries per chunk (8 MiB in float64; the working set is ~10x that)
 
 Interval = tuple[float | None, float | None]
 
@@ -145,6 +147,50 @@ def weighted_mean(values: Tensor, w: Tensor, select: Tensor | None = None) -> Te
     v = values.double()
     sel = torch.isfinite(v) if select is None else select.bool() & torch.isfinite(v)
     return _ratio(w @ torch.where(sel, v, torch.zeros_like(v)), w @ sel.double())
+
+
+def weighted_sum(w: Tensor, values: Tensor, index: Tensor | None = None, block: int = 4096) -> Tensor:
+    """``w @ values[index].double()`` (k, C) for w (k, N) and values (N, C) of any dtype, converted and
+    gathered ``block`` units at a time, so that no float64 copy of ``values`` is held (e.g. the int32
+    per-image histograms). Exact, whatever ``block``, for integer values whose sums stay below 2^53."""
+    n = w.shape[1]
+    out = torch.zeros(w.shape[0], values.shape[1], dtype=torch.float64, device=w.device)
+    for start in range(0, n, block):
+        rows = slice(start, min(n, start + block))
+        part = values[rows] if index is None else values[index[rows]]
+        out.addmm_(w[:, rows], part.to(device=w.device, dtype=torch.float64))
+    return out
+
+
+_HASH_MULTIPLIERS: dict[int, np.ndarray] = {}
+
+
+def _row_hash(values: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(N,) uint64 hash of each row of the integer array ``values`` (N, C): a fixed random linear map mod 2^64
+    (rows that differ get different hashes but with probability ~2^-64)."""
+    c = values.shape[1]
+    if c not in _HASH_MULTIPLIERS:
+        odd = np.random.default_rng(c).integers(1, 2**63, size=c, dtype=np.uint64) | np.uint64(1)
+        _HASH_MULTIPLIERS[c] = odd
+    mult = _HASH_MULTIPLIERS[c]
+    out = np.empty(len(values), np.uint64)
+    with np.errstate(over="ignore"):
+        for start in range(0, len(values), block):
+            part = values[start : start + block].astype(np.int64).view(np.uint64)
+            out[start : start + block] = (part * mult).sum(1, dtype=np.uint64)
+    return out
+
+
+def canonical_order(columns: Sequence[Tensor], tie_break: Tensor | None = None) -> Tensor:
+    """Indices that sort units by ``columns`` (each (N,); the first the most significant), ties broken by a
+    hash of each unit's row of the integer ``tie_break`` (N, C): an order that depends on the units' data
+    only, not on the order they arrived in (so the resamples are the same from 1 or k processes). No (N, C)
+    float copy is made."""
+    keys = [c.detach().cpu().double().numpy() for c in reversed(columns)]  # lexsort: the last key is primary
+    if tie_break is not None:
+        keys.insert(0, _row_hash(tie_break.detach().cpu().reshape(len(tie_break), -1).numpy()))
+    device = columns[0].device if columns else None
+    return torch.from_numpy(np.lexsort(keys)).to(device)
 
 
 def auroc_from_histograms(hist_pos: Tensor, hist_neg: Tensor) -> Tensor:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -382,13 +381,16 @@ def localization_stat_fn(
     threshold: float,
     extra: Sequence[str] = (),
     image_hist: Tensor | None = None,
+    hist_index: Tensor | None = None,
 ):
     """The localization metrics as functions of image weights (for :func:`.bootstrap.bootstrap_ci`).
 
     Args:
         rows: per-image rows (N, len(BASE_COLUMNS) + len(extra)); scores, labels: (N,) image score / label.
-        image_hist: (N, 2, hb) per-image positive / negative probability histograms, or None (then no
-            ``pixel_auroc_global``).
+        image_hist: (N, 2, hb) per-image positive / negative probability histograms (integer counts, kept in
+            their dtype), or None (then no ``pixel_auroc_global``).
+        hist_index: (N,) the row of ``image_hist`` of each image of ``rows`` (None: the same order), so the
+            histograms need not be copied into the rows' order.
 
     Returns:
         ``stat(w)``: w (k, N) -> {name: (k,)}; at w = 1 the values equal :func:`localization_metrics` (but
@@ -399,7 +401,7 @@ def localization_stat_fn(
     tampered = cols["tampered"] > 0
     counts = torch.stack([cols[c] for c in ("tp", "fp", "fn", "tn")], 1)
     preds = (scores > threshold).long()
-    hist = None if image_hist is None else image_hist.double().reshape(rows.shape[0], -1)
+    hist = None if image_hist is None else image_hist.reshape(rows.shape[0], -1)
 
     def stat(w: Tensor) -> dict[str, Tensor]:
         out = {f"pixel_{c}": bs.weighted_mean(cols[c], w, tampered) for c in ("f1", "iou", "mcc", "auroc")}
@@ -407,7 +409,7 @@ def localization_stat_fn(
         c = w @ counts
         out["pixel_f1_global"], out["pixel_iou_global"], out["pixel_mcc_global"] = _f1_iou_mcc(*c.unbind(1))
         if hist is not None:
-            h = (w @ hist).view(w.shape[0], 2, -1)
+            h = bs.weighted_sum(w, hist, hist_index).view(w.shape[0], 2, -1)
             out["pixel_auroc_global"] = bs.auroc_from_histograms(h[:, 0], h[:, 1])
         out["image_auroc"] = bs.weighted_auroc(scores, labels, w)
         out["image_bacc"] = bs.weighted_balanced_accuracy(preds, labels, w)
@@ -514,18 +516,32 @@ class LocalizationMetrics(Metric):
         for name in self._cat_states:
             getattr(self, name).append(batch[name])
 
+    def _consolidate(self) -> None:
+        """Each per-image list state as one tensor, its batch chunks freed: the states are then held once,
+        not twice (chunks and their concatenation) while the metrics and intervals are computed."""
+        for name in self._cat_states:
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) > 1:
+                setattr(self, name, [dim_zero_cat(value)])
+
     def _state(self) -> dict[str, Tensor]:
         state = {name: getattr(self, name) for name in (*_SUM_STATES, *_COUNT_STATES)}
         dtypes = {"image_scores": torch.float64, "per_image": torch.float64}
         for name in self._cat_states:
             value = getattr(self, name)
-            dtype = dtypes.get(name, torch.long)
-            empty = isinstance(value, list) and not value
-            state[name] = torch.zeros(0, dtype=dtype, device=self.device) if empty else dim_zero_cat(value)
+            if isinstance(value, list) and not value:
+                state[name] = torch.zeros(0, dtype=dtypes.get(name, torch.long), device=self.device)
+            elif isinstance(value, Tensor) and value.ndim == 1:
+                state[name] = value  # gathered across processes
+            elif isinstance(value, list) and len(value) == 1 and value[0].ndim == 1:
+                state[name] = value[0]  # consolidated (or one batch): no copy
+            else:
+                state[name] = dim_zero_cat(value)
         return state
 
     def compute(self) -> dict[str, Tensor]:
         """Metrics over everything seen since the last reset (NaN where undefined)."""
+        self._consolidate()
         return _localization_compute(self._state(), self.threshold, self.extra)
 
     def intervals(self, n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, bs.Interval]:
@@ -538,6 +554,7 @@ class LocalizationMetrics(Metric):
         """
         if not self.keep_per_image:
             raise ValueError(f"{_WHERE}: intervals() needs LocalizationMetrics(per_image=True)")
+        self._consolidate()
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync):
             state = self._state()
         rows = state["per_image"].double().view(-1, len(BASE_COLUMNS) + len(self.extra))
@@ -546,15 +563,12 @@ class LocalizationMetrics(Metric):
             return {}
         hist = state["image_hist"].view(N, 2, self.hist_bins) if self.hist_bins else None
         scores, labels = state["image_scores"].double(), state["image_labels"].long()
-        # images in a canonical order (sorted by their data), so that the resamples do not depend on the order
-        # images arrived in: the same intervals from 1 or k processes, whatever the batch order
-        feats = [rows, scores[:, None], labels[:, None].double()]
-        feats += [] if hist is None else [hist.reshape(N, -1).double()]
-        keys = torch.cat(feats, 1).cpu().numpy()
-        order = torch.from_numpy(np.lexsort(keys.T[::-1].copy())).to(rows.device)
+        # images in a canonical order (sorted by their data, ties by their histograms), so that the resamples
+        # do not depend on the order images arrived in: the same intervals from 1 or k processes, whatever
+        # the batch order. The histograms stay where they are (int32, indexed through the order).
+        order = bs.canonical_order([*rows.unbind(1), scores, labels], hist)
         rows, scores, labels = rows[order], scores[order], labels[order]
-        hist = None if hist is None else hist[order]
-        stat = localization_stat_fn(rows, scores, labels, self.threshold, self.extra, hist)
+        stat = localization_stat_fn(rows, scores, labels, self.threshold, self.extra, hist, order)
         out = bs.bootstrap_ci(stat, N, n, seed, level, device=rows.device)
         if hist is not None:
             fine = _hist_auroc(state["hist_pos"], state["hist_neg"])

@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric, SumMetric
 import forgery
 from forgery.errors import CheckpointError, ConfigError
 from forgery.metrics.options import MetricOptions
+from forgery.utils.memory import release_free_memory
 from forgery.utils.seeding import step_rng
 from forgery.utils.visualize import log_image, save_png
 
@@ -117,9 +118,14 @@ class ForgeryModule(pl.LightningModule):
         if self.count_skipped(batch, "val"):
             self.eval_step(batch, "val", self.stage_metrics("val"))
 
+    # test batches between two hand-backs of the freed heap to the OS (see release_free_memory)
+    release_every: int = 50
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         if self.count_skipped(batch, "test"):
             self.eval_step(batch, "test", self.stage_metrics("test"))
+        if self.release_every and (batch_idx + 1) % self.release_every == 0:
+            release_free_memory(collect=False)
 
     def eval_step(self, batch: dict, stage: str, metrics: Any) -> None:
         """One validation/test batch (the skipped samples are already counted)."""
@@ -154,6 +160,8 @@ class ForgeryModule(pl.LightningModule):
         """Computes, logs (``stage/name``) and resets the stage's metrics, with skipped-sample counts and the
         test bootstrap intervals; returns what was logged."""
         metrics = self.stage_metrics(stage)
+        if stage == "test":  # the test loop's freed batches, before the per-image metrics and intervals
+            release_free_memory()
         self.before_compute(stage, metrics)
         values = {f"{stage}/{k}": v.float() for k, v in metrics.compute().items()}
         values |= self.stage_values(stage, metrics)
