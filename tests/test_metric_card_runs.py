@@ -157,3 +157,28 @@ def test_faces_train_carries_validation_threshold_to_test(make_cfg) -> None:
     assert again["protocol"]["checkpoint_selection"]["monitor"] == "val/auc"
     assert again["intervals"] == {} and again["bootstrap"] is None
     assert again["metrics"]["test/video_acc_valthr"] == pytest.approx(m["test/video_acc_valthr"], abs=1e-6)
+
+
+def test_test_loop_hands_freed_memory_back_every_release_every_batches(make_cfg, monkeypatch) -> None:
+    import forgery.modules.base as base
+    from forgery.modules import build_module
+
+    calls: list[bool] = []
+    monkeypatch.setattr(base, "release_free_memory", lambda collect=True: calls.append(collect) or True)
+    cfg = make_cfg("train", ["model.net.width=4"])
+    module = build_module(cfg.model, cfg.loss, None).eval()
+    assert module.release_every == 50
+    module.release_every = 2
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]
+    module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[0, :, 8:16, 8:16] = 1
+    batch = {"image": torch.rand(2, 3, 32, 32), "mask": mask, "mask_edge": mask[:, 0].long()}
+    batch["image_edge"] = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        for i in range(5):
+            module.test_step(batch, i)
+    assert calls == [False, False]  # after batches 2 and 4, without a garbage collection
+    module.log_stage_metrics("test")
+    assert calls == [False, False, True]  # once more before the metrics, with one
+    assert module.test_intervals["test/pixel_f1"][0] is not None
