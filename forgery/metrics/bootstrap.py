@@ -162,17 +162,11 @@ def weighted_sum(w: Tensor, values: Tensor, index: Tensor | None = None, block: 
     return out
 
 
-_HASH_MULTIPLIERS: dict[int, np.ndarray] = {}
-
-
 def _row_hash(values: np.ndarray, block: int = 4096) -> np.ndarray:
     """(N,) uint64 hash of each row of the integer array ``values`` (N, C): a fixed random linear map mod 2^64
     (rows that differ get different hashes but with probability ~2^-64)."""
-    c = values.shape[1]
-    if c not in _HASH_MULTIPLIERS:
-        odd = np.random.default_rng(c).integers(1, 2**63, size=c, dtype=np.uint64) | np.uint64(1)
-        _HASH_MULTIPLIERS[c] = odd
-    mult = _HASH_MULTIPLIERS[c]
+    mult = np.random.default_rng(values.shape[1]).integers(1, 2**63, size=values.shape[1], dtype=np.uint64)
+    mult |= np.uint64(1)
     out = np.empty(len(values), np.uint64)
     with np.errstate(over="ignore"):
         for start in range(0, len(values), block):

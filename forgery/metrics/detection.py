@@ -278,8 +278,7 @@ def detection_stat_fn(
         v_probs, v_labels, inv = video_scores(probs, labels, video_ids, aggregation, topk)
         n_units = v_labels.numel()
     else:  # frames in a canonical order (by score, then label), independent of their arrival
-        order = torch.argsort(labels, stable=True)
-        order = order[torch.argsort(probs[order], stable=True)]
+        order = bs.canonical_order([probs, labels])
         probs, labels = probs[order], labels[order]
         inv, n_units = None, labels.numel()
     frame_ok = (probs > threshold).long() == labels
