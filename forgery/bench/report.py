@@ -52,6 +52,21 @@ _LOADER: dict[str, type | tuple[type, ...]] = {
     "batch_size": int,
     "images_per_s_per_worker": _NUM,
 }
+_OFFICIAL: dict[str, type | tuple[type, ...]] = {
+    "label": str,
+    "kind": str,
+    "batch": int,
+    "size": int,
+    "rounds": int,
+    "official_s": dict,
+    "ours_s": dict,
+    "official_cpu_s": dict,
+    "ours_cpu_s": dict,
+    "ratio_wall": dict,
+    "ratio_cpu": dict,
+    "official_images_per_s": _NUM,
+    "ours_images_per_s": _NUM,
+}
 _EVAL: dict[str, type | tuple[type, ...]] = {
     "task": str,
     "images": int,
@@ -101,6 +116,31 @@ def check_schema(payload: Mapping[str, Any]) -> None:
     for i, v in enumerate((ex.get("videos") or []) if isinstance(ex, dict) else []):
         if not isinstance(v, dict) or not isinstance(v.get("frames_per_s_per_worker"), _NUM):
             problems.append(f"extraction.videos[{i}].frames_per_s_per_worker: missing or not a number")
+    # optional (records before it have none): the comparison with the official code
+    off = payload.get("official")
+    if off is not None:
+        if not isinstance(off, dict) or not isinstance(off.get("runs"), list):
+            problems.append("official: expected an object with a list of runs")
+        else:
+            for i, run in enumerate(off["runs"]):
+                _check(run, _OFFICIAL, f"official.runs[{i}]", problems)
+                for key in (
+                    "official_s",
+                    "ours_s",
+                    "official_cpu_s",
+                    "ours_cpu_s",
+                    "ratio_wall",
+                    "ratio_cpu",
+                ):
+                    spread = run.get(key) if isinstance(run, dict) else None
+                    if isinstance(spread, dict) and not all(
+                        isinstance(spread.get(k), _NUM) for k in ("median", "min", "max")
+                    ):
+                        problems.append(
+                            f"official.runs[{i}].{key}: median / min / max missing or not numbers"
+                        )
+            if not isinstance(off.get("skipped", []), list):
+                problems.append("official.skipped: expected a list")
     if problems:
         raise ValueError("benchmark record does not follow schema v1:\n  " + "\n  ".join(problems))
 
@@ -110,16 +150,23 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 
 def format_table(payload: Mapping[str, Any]) -> str:
-    """Markdown tables of a benchmark record (steps, loaders, evaluation memory, extraction)."""
+    """Markdown tables of a benchmark record (steps, loaders, evaluation memory, extraction, the official
+    code)."""
     m = payload["machine"]
     lines = [
         f"# forgery-bench `{payload['preset']}` — {payload['created']}",
         "",
         f"`{payload['command']}`",
         "",
-        f"torch {m['torch']}, {m['device']} ({m.get('gpu') or m['cpu']}), {m['threads']} threads. Peak "
-        + ", ".join(f"{k} matmul {v / 1e9:.0f} GFLOP/s" for k, v in payload["peak_flops_per_s"].items()),
+        f"torch {m['torch']}, {m['device']} ({m.get('gpu') or m['cpu']}), {m['threads']} threads."
+        + (
+            " Peak "
+            + ", ".join(f"{k} matmul {v / 1e9:.0f} GFLOP/s" for k, v in payload["peak_flops_per_s"].items())
+            if payload["peak_flops_per_s"]
+            else ""
+        ),
         "",
+        *([str(payload["notes"]), ""] if payload.get("notes") else []),
         "| case | mode | batch x size | precision | channels-last | compile | device "
         "| step s median (min-max) | CPU s/step | img/s | peak MB | GFLOP/img | GFLOP/s | % peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -184,4 +231,32 @@ def format_table(payload: Mapping[str, Any]) -> str:
                     f"| {v.get('frames_with_face')}/{v.get('frames_sampled')} | {_f(v.get('decode_s'))} "
                     f"| {_f(v.get('detect_s'))} |"
                 )
+    off = payload.get("official")
+    if off and (off.get("runs") or off.get("skipped")):
+        lines += [
+            "",
+            "Against the official code (forgery.bench.official; each round runs one official training step "
+            "and one of ours in the same process, alternating which goes first; ratio = official time / "
+            "ours, median (range) over the rounds):",
+        ]
+        if off.get("runs"):
+            lines += [
+                "",
+                "| case | batch x size | official s/step (CPU s) | ours s/step (CPU s) | CPU-time ratio "
+                "| wall-time ratio | img/s official vs ours | official commit |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for r in off["runs"]:
+                rc, rw = r["ratio_cpu"], r["ratio_wall"]
+                commit = (r.get("official_commit") or "-")[:7]
+                lines.append(
+                    f"| {r['label']} ({r['kind']}) | {r['batch']} x {r['size']} "
+                    f"| {r['official_s']['median']:.3f} ({r['official_cpu_s']['median']:.3f}) "
+                    f"| {r['ours_s']['median']:.3f} ({r['ours_cpu_s']['median']:.3f}) "
+                    f"| **{rc['median']:.2f}** ({rc['min']:.2f}-{rc['max']:.2f}) "
+                    f"| {rw['median']:.2f} ({rw['min']:.2f}-{rw['max']:.2f}) "
+                    f"| {r['official_images_per_s']:.2f} vs {r['ours_images_per_s']:.2f} | {commit} |"
+                )
+        for sk in off.get("skipped") or []:
+            lines.append(f"\nnot run: {sk['label']} ({sk['reason']})")
     return "\n".join(lines) + "\n"

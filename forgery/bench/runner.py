@@ -18,6 +18,7 @@ import torch
 
 from forgery.bench.evalmem import eval_memory_growth, eval_peak_memory
 from forgery.bench.loaders import face_crop_throughput, splicing_jpeg_throughput
+from forgery.bench.official import OfficialCase, run_official_case
 from forgery.bench.report import SCHEMA_VERSION, check_schema
 from forgery.bench.steps import StepCase, run_step_case
 from forgery.bench.system import machine_info, matmul_peak, resolve_device, set_threads
@@ -61,10 +62,13 @@ def run_bench(
     cases: Sequence[StepCase],
     eval_models: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]] = (),
     command: str | None = None,
+    official: Sequence[OfficialCase] | None = None,
+    official_skipped: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The whole benchmark of a preset ``spec`` (its ``loaders``, ``eval_memory``, ``extraction`` sections,
     ``device``, ``threads``, ``isolate``, ``omp_wait_policy``, ``peak_flops``), over already-resolved step
-    ``cases`` and the (model, loss) configs of ``eval_models``; returns the record (schema-checked)."""
+    ``cases``, the (model, loss) configs of ``eval_models`` and the ``official`` comparisons (None: that
+    section is off; ``official_skipped``: the cases not run and why); returns the record (schema-checked)."""
     xcfg = spec.get("extraction") or {}
     videos = [Path(str(v)).expanduser() for v in xcfg.get("videos") or []]
     for v in videos:  # before the hour of measurements, not after it
@@ -143,6 +147,29 @@ def run_bench(
             {**run(extraction_throughput, v, settings, repeats), "video": str(v)} for v in videos
         ]
 
+    comparisons = None
+    if official is not None:
+        runs = []
+        for case in official:
+            log.info(
+                "bench: official %s (%s) %dx%d, %d rounds",
+                case.label,
+                case.kind,
+                case.batch,
+                case.size,
+                case.rounds,
+            )
+            runs.append(run(run_official_case, case))
+            log.info(
+                "bench: official %s -> CPU-time ratio %.2f, wall %.2f (official / ours)",
+                case.label,
+                runs[-1]["ratio_cpu"]["median"],
+                runs[-1]["ratio_wall"]["median"],
+            )
+        for s in official_skipped:
+            log.warning("bench: official %s not run: %s", s["label"], s["reason"])
+        comparisons = {"runs": runs, "skipped": [dict(s) for s in official_skipped]}
+
     payload = {
         "schema_version": SCHEMA_VERSION,
         "preset": str(spec.get("name", "custom")),
@@ -156,6 +183,7 @@ def run_bench(
         "loaders": loaders,
         "eval_memory": eval_memory,
         "extraction": extraction,
+        "official": comparisons,
     }
     check_schema(payload)
     return payload

@@ -66,6 +66,46 @@ def _cases(spec: DictConfig, device: str) -> list[StepCase]:
     return cases
 
 
+def _official(spec: DictConfig, device: str) -> tuple[list[Any] | None, list[dict[str, str]]]:
+    """``bench.official`` -> the comparisons to run (None: the section is null) and those skipped, with why
+    (a kind whose ``<kind>_repo`` is null)."""
+    from forgery.bench.official import OFFICIAL_KINDS, OfficialCase, check_official_repo
+    from forgery.errors import ConfigError
+
+    section = OmegaConf.to_container(spec.official, resolve=True) if spec.get("official") else None
+    if not section:
+        return None, []
+    runs, skipped = [], []
+    for label, one in (section.get("cases") or {}).items():  # type: ignore[union-attr]
+        if not one:  # bench.official.cases.<name>=null leaves it out
+            continue
+        one = dict(one)
+        kind = one.pop("kind", None)
+        if kind not in OFFICIAL_KINDS:
+            raise ConfigError(
+                f"bench.official.cases.{label}.kind must be one of {OFFICIAL_KINDS}, got {kind!r}"
+            )
+        repo = section.get(f"{kind}_repo")  # type: ignore[union-attr]
+        if not repo:
+            skipped.append({"label": label, "reason": f"bench.official.{kind}_repo is not set"})
+            continue
+        cfgs = compose_groups(one.pop("groups"), tuple(one.pop("overrides", ()) or ()))
+        runs.append(
+            OfficialCase(
+                label=label,
+                kind=kind,
+                repo=str(check_official_repo(kind, str(repo))),  # before the measurements, not after
+                **cfgs,
+                **one,
+                rounds=int(section.get("rounds", 6)),  # type: ignore[union-attr]
+                warmup=int(section.get("warmup", 2)),  # type: ignore[union-attr]
+                threads=spec.get("threads"),
+                device=device,
+            )
+        )
+    return runs, skipped
+
+
 def bench(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     """Runs the preset ``cfg.bench``; returns the record and the JSON path written."""
     from forgery.bench import format_table, run_bench
@@ -75,14 +115,23 @@ def bench(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     device = resolve_device(spec.device)
     cases = _cases(spec, device)
     eval_models = []
-    for groups in (OmegaConf.to_container(spec.get("eval_models") or {}, resolve=True) or {}).values():
+    models = OmegaConf.to_container(spec.eval_models, resolve=True) if spec.get("eval_models") else {}
+    for groups in (models or {}).values():  # type: ignore[union-attr]
         if not groups:  # bench.eval_models.<name>=null leaves that model out
             continue
         c = compose_groups(groups["groups"], groups.get("overrides", ()))  # type: ignore[index]
         eval_models.append((c["model"], c["loss"]))
+    official, skipped = _official(spec, device)
     plain = OmegaConf.to_container(spec, resolve=True)
     command = cfg.get("command") or "forgery-bench " + " ".join(sys.argv[1:])
-    payload = run_bench({**plain, "device": device}, cases, eval_models, command=command)  # type: ignore[dict-item]
+    payload = run_bench(
+        {**plain, "device": device},  # type: ignore[dict-item]
+        cases,
+        eval_models,
+        command=command,
+        official=official,
+        official_skipped=skipped,
+    )
     out = Path(cfg.out_dir) / f"{payload['preset']}-{device}.json"
     write_json(out, payload)
     table = format_table(payload)
