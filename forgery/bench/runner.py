@@ -167,7 +167,7 @@ def run_bench(
                 runs[-1]["ratio_wall"]["median"],
             )
         for s in official_skipped:
-            log.warning("bench: official %s not run: %s", s["label"], s["reason"])
+            log.info("bench: official %s not run: %s", s["label"], s["reason"])
         comparisons = {"runs": runs, "skipped": [dict(s) for s in official_skipped]}
 
     payload = {
