@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from forgery.bench.steps import device_batch, spread
 from forgery.bench.system import set_threads, sync
 from forgery.errors import ConfigError
 
@@ -204,8 +205,8 @@ def _official_mtse_step(repo: Path, case: OfficialCase) -> Callable[[], None]:
 
 
 def _our_step(case: OfficialCase) -> tuple[Callable[[], None], bool]:
-    """One ``training_step`` + backward + optimizer step of our module; whether it is channels-last."""
-    from forgery.bench.steps import _RepeatedSample
+    """One step of our module as Lightning runs it (``on_after_batch_transfer``, ``training_step``, backward,
+    the configured optimizer's step, ``zero_grad``); and whether the module runs channels-last."""
     from forgery.modules.base import build_module
 
     torch.manual_seed(0)
@@ -213,20 +214,10 @@ def _our_step(case: OfficialCase) -> tuple[Callable[[], None], bool]:
     module = build_module(model, dict(case.loss), dict(case.augmentation) if case.augmentation else None)
     module.to(case.device).train()
     optimizer = module.configure_optimizers()["optimizer"]
-    data = _RepeatedSample(module.kind, case.size, case.batch)
-    samples = [data[i] for i in range(case.batch)]
-    batch = {
-        k: torch.stack([s[k] for s in samples]).to(case.device)
-        if isinstance(samples[0][k], torch.Tensor)
-        else [s[k] for s in samples]
-        for k in samples[0]
-    }
+    batch = device_batch(module, case.batch, case.size, case.device)
 
     def step() -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # self.log() without a trainer
-            b = module.on_after_batch_transfer(dict(batch), 0)
-            loss = module.training_step(b, 0)
+        loss = module.training_step(module.on_after_batch_transfer(dict(batch), 0), 0)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -236,16 +227,15 @@ def _our_step(case: OfficialCase) -> tuple[Callable[[], None], bool]:
 
 
 def _quiet(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with warnings ignored (the official code's deprecations; our ``self.log()`` without a
+    trainer), both sides alike."""
+
     def quiet() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fn()
 
     return quiet
-
-
-def _spread(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
 
 
 def run_official_case(case: OfficialCase | Mapping[str, Any]) -> dict[str, Any]:
@@ -256,7 +246,7 @@ def run_official_case(case: OfficialCase | Mapping[str, Any]) -> dict[str, Any]:
     repo = Path(case.repo).expanduser().resolve()
     official = (_official_mat_step if case.kind == "mat" else _official_mtse_step)(repo, case)
     ours, channels_last = _our_step(case)
-    official = _quiet(official)  # the official code's deprecation warnings, once per step
+    official, ours = _quiet(official), _quiet(ours)
     for _ in range(case.warmup):
         official()
         ours()
@@ -278,12 +268,12 @@ def run_official_case(case: OfficialCase | Mapping[str, Any]) -> dict[str, Any]:
         agda=case.augmentation is not None,
         threads=threads,
         ours_channels_last=channels_last,
-        official_s=_spread(wall["official"]),
-        ours_s=_spread(wall["ours"]),
-        official_cpu_s=_spread(cpu["official"]),
-        ours_cpu_s=_spread(cpu["ours"]),
-        ratio_wall=_spread([a / b for a, b in zip(wall["official"], wall["ours"])]),
-        ratio_cpu=_spread([a / b for a, b in zip(cpu["official"], cpu["ours"])]),
+        official_s=spread(wall["official"]),
+        ours_s=spread(wall["ours"]),
+        official_cpu_s=spread(cpu["official"]),
+        ours_cpu_s=spread(cpu["ours"]),
+        ratio_wall=spread([a / b for a, b in zip(wall["official"], wall["ours"])]),
+        ratio_cpu=spread([a / b for a, b in zip(cpu["official"], cpu["ours"])]),
         official_images_per_s=case.batch / statistics.median(wall["official"]),
         ours_images_per_s=case.batch / statistics.median(wall["ours"]),
     )

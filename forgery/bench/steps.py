@@ -33,7 +33,7 @@ from forgery.data.base import collate_skipping
 from forgery.errors import ConfigError
 from forgery.modules.base import ForgeryModule, build_module
 
-__all__ = ["MODES", "PRECISIONS", "StepCase", "run_step_case"]
+__all__ = ["MODES", "PRECISIONS", "StepCase", "device_batch", "run_step_case", "spread"]
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,21 @@ def _loader(module: ForgeryModule, case: StepCase, batches: int) -> DataLoader:
     return DataLoader(dataset, batch_size=case.batch, shuffle=False, collate_fn=collate_skipping)
 
 
+def device_batch(module: ForgeryModule, batch: int, size: int, device: str) -> dict[str, Any]:
+    """One collated batch of ``batch`` samples of the module's layout at ``size``, on ``device``."""
+    data = _RepeatedSample(module.kind, size, batch)
+    collated = collate_skipping([data[i] for i in range(batch)])
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collated.items()}
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and every value of a series of timings."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
+
+
 def _eager_flops(module: ForgeryModule, case: StepCase) -> int:
     """FLOPs of one eager step (training: ``training_step`` + backward; inference: ``predict_step``)."""
-    batch = next(iter(_loader(module, case, 1)))
-    batch = {k: v.to(case.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = device_batch(module, case.batch, case.size, case.device)
     module.to(case.device)
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(case.precision)
     autocast = torch.autocast(case.device, dtype=dtype, enabled=dtype is not None)
@@ -219,7 +230,7 @@ def run_step_case(case: StepCase | Mapping[str, Any]) -> dict[str, Any]:
         channels_last=bool(getattr(module, "uses_channels_last", module.hparams.get("channels_last", False))),
         threads=threads,
         params=params,
-        step_s={"median": median, "min": min(times), "max": max(times), "all": times},
+        step_s=spread(times),
         # CPU time of the whole process (all threads) per step: less sensitive than wall time to other
         # processes on a shared machine (with OMP_WAIT_POLICY=PASSIVE idle threads do not spin)
         cpu_s_per_step=statistics.median(cpu),

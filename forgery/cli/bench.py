@@ -97,8 +97,7 @@ def _official(spec: DictConfig, device: str) -> tuple[list[Any] | None, list[dic
                 repo=str(check_official_repo(kind, str(repo))),  # before the measurements, not after
                 **cfgs,
                 **one,
-                rounds=int(section.get("rounds", 6)),  # type: ignore[union-attr]
-                warmup=int(section.get("warmup", 2)),  # type: ignore[union-attr]
+                **{k: int(section[k]) for k in ("rounds", "warmup") if section.get(k) is not None},  # type: ignore[index,union-attr]
                 threads=spec.get("threads"),
                 device=device,
             )
