@@ -6,8 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from torch.utils.data import TensorDataset
 
+from forgery.cli import config_dir
 from forgery.cli.bench import compose_groups
 from forgery.data.samplers import GPU_PREFETCH_FACTOR, make_loader
 from forgery.models.mat import MAT, TextureEnhanceV2
@@ -116,6 +119,24 @@ def test_loader_pins_and_prefetches_for_gpus(device: str, pinned: bool, prefetch
     assert make_loader(data, "val", 2, num_workers=0, pin_memory=True).prefetch_factor is None
     with pytest.raises(ValueError, match="pin_memory must be true, false or auto, got 'yes'"):
         make_loader(data, "val", 2, pin_memory="yes")
+
+
+def _data_workers(data: str, *overrides: str) -> int:
+    """``data.num_workers`` as ``forgery-train data=<data>`` resolves it (``make_cfg`` pins 0 in tests)."""
+    args = [f"data={data}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=args).data.num_workers
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="train", overrides=args).data.num_workers
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 16])
+def test_loader_workers_default_to_at_most_the_usable_cpus(monkeypatch, cpus: int) -> None:
+    monkeypatch.setattr(resolvers, "usable_cpus", lambda: cpus)
+    assert resolvers.loader_workers(4) == min(4, cpus) and resolvers.loader_workers("0") == 0
+    assert _data_workers("casia2", "data.root=/x") == _data_workers("ffpp", "data.root=/x") == min(4, cpus)
+    assert _data_workers("splicing_synth") == _data_workers("faces_synth") == min(2, cpus)
+    assert _data_workers("casia2", "data.root=/x", "data.num_workers=8") == 8  # a count given is kept
 
 
 def test_backend_flags_set_tf32_on_cuda_only() -> None:

@@ -13,6 +13,7 @@ from forgery.cli import hydra_app
 from forgery.data.faces.extract import ExtractSettings, extract_faces, merge_shards
 from forgery.data.faces.sources import SPLITS, index_videos
 from forgery.errors import ConfigError
+from forgery.utils.resolvers import usable_cpus
 
 __all__ = ["cpu_workers", "main", "run"]
 
@@ -23,10 +24,7 @@ def cpu_workers(value: Any) -> int:
     """``workers=``: a count, or ``auto`` (or null): one process per CPU this process may run on (its
     affinity mask, which a SLURM job's or a container's CPU set narrows), at least 1."""
     if value is None or value == "auto":
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # macOS, Windows
-            return max(1, os.cpu_count() or 1)
+        return usable_cpus()
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"workers must be a whole number of processes or auto, got {value!r}")
     return value

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__all__ = ["auto_precision", "ensure_dir", "register_resolvers", "working_dir"]
+__all__ = [
+    "auto_precision",
+    "ensure_dir",
+    "loader_workers",
+    "register_resolvers",
+    "usable_cpus",
+    "working_dir",
+]
 
 
 def _cpu_has_bf16() -> bool:
@@ -42,7 +49,27 @@ def ensure_dir(path: str) -> str:
     return path
 
 
-RESOLVERS = {"forgery_precision": auto_precision, "forgery_cwd": working_dir, "forgery_dir": ensure_dir}
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a SLURM job's or a container's CPU set
+    narrows; the machine's count where there is no mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def loader_workers(at_most: int | str = 4) -> int:
+    """``${forgery_workers:N}``: N data-loading workers, or fewer on a machine with fewer usable CPUs
+    (more workers than CPUs only compete for them, and PyTorch warns about it)."""
+    return max(0, min(int(at_most), usable_cpus()))
+
+
+RESOLVERS = {
+    "forgery_precision": auto_precision,
+    "forgery_cwd": working_dir,
+    "forgery_dir": ensure_dir,
+    "forgery_workers": loader_workers,
+}
 
 
 def register_resolvers() -> None:
