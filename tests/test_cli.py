@@ -222,6 +222,8 @@ def test_apps_import_without_torch() -> None:
         ("forgery-train", ["trainer.max_epoch=1"], "trainer.max_epoch"),
         ("forgery-eval", [], "missing required value: ckpt_path"),
         ("forgery-eval", ["ckpt_path=/nonexistent/x.ckpt"], "checkpoint not found: /nonexistent/x.ckpt"),
+        ("forgery-eval", ["ckpt_path="], "no checkpoint given: ckpt_path is empty"),
+        ("forgery-eval", ["ckpt_path=/"], "/: a folder, not a checkpoint file"),
         (
             "forgery-train",
             ["data=casia2", "data.root=/nonexistent", "debug=fdr"],
@@ -254,6 +256,14 @@ def test_wrong_checkpoint_kind_is_one_line(splicing_run: Path, work: Path) -> No
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "is a checkpoint of a 'splicing' model" in res.stderr and "'faces' data" in res.stderr
+
+
+def test_a_run_folder_as_checkpoint_points_at_its_last_ckpt(splicing_run: Path) -> None:
+    from forgery.modules.base import load_module
+
+    with pytest.raises(FileNotFoundError, match="a folder, not a checkpoint file; did you mean") as err:
+        load_module(splicing_run)
+    assert str(splicing_run / "checkpoints" / "last.ckpt") in str(err.value)
 
 
 def test_full_error_shows_the_traceback(work: Path) -> None:

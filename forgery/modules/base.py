@@ -300,7 +300,12 @@ def load_module(path: str | Path, kind: str | None = None, map_location: str = "
     Raises:
         CheckpointError: the file is not a safe-loadable forgery checkpoint, or it is of another ``kind``.
     """
+    if not str(path).strip():
+        raise FileNotFoundError("no checkpoint given: ckpt_path is empty (ckpt_path=<a .ckpt file>)")
     path = Path(path)
+    if path.is_dir():
+        hint = f"; did you mean {last}?" if (last := path / "checkpoints" / "last.ckpt").is_file() else ""
+        raise FileNotFoundError(f"{path}: a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
