@@ -33,15 +33,26 @@ TINY_SPLICING = [
 
 
 def run_cli(
-    script: str, *args: str, cwd: Path, check: bool = True, timeout: int = 420
+    script: str,
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: int = 420,
+    env_update: dict[str, str | None] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Runs ``BIN/<script> args`` in ``cwd`` with W&B disabled and no PYTHONPATH (the installed package)."""
+    """Runs ``BIN/<script> args`` in ``cwd`` with W&B disabled and no PYTHONPATH (the installed package);
+    ``env_update`` sets (or, with None, removes) further variables."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")}
     env |= {
         "WANDB_MODE": "disabled",
         "FORGERY_QUIET": "1",
         "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"),
     }
+    for key, value in (env_update or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     exe = BIN / script
     if not exe.is_file():
         pytest.fail(f"console script {exe} is not installed (pip install -e .)")
@@ -256,6 +267,32 @@ def test_wrong_checkpoint_kind_is_one_line(splicing_run: Path, work: Path) -> No
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "is a checkpoint of a 'splicing' model" in res.stderr and "'faces' data" in res.stderr
+
+
+@pytest.mark.slow
+def test_a_user_without_a_wandb_account_gets_an_offline_run_in_the_run_directory(
+    work: Path, tmp_path: Path
+) -> None:
+    """No WANDB_MODE, no API key, no ~/.netrc: W&B logs offline into the run directory, next to the CSV."""
+    home = tmp_path / "home"
+    home.mkdir()
+    no_account = {"WANDB_MODE": None, "WANDB_API_KEY": None, "NETRC": None, "HOME": str(home)}
+    res = run_cli(
+        "forgery-train",
+        "experiment=mtse_synth",
+        "debug=smoke",
+        "logger=default",
+        *TINY_SPLICING,
+        cwd=work,
+        env_update=no_account | {"WANDB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_CONFIG_DIR": str(home)},
+    )
+    out = res.stdout + res.stderr
+    assert "W&B: no credentials and WANDB_MODE unset; logging offline to the run directory" in out
+    assert "anonymous" not in out.lower()  # Lightning's anonymous=None, which W&B warns about, is not passed
+    run = run_dir(res, "forgery-train")
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb")), sorted((run / "wandb").rglob("*"))
+    assert (run / "csv" / "version_0" / "metrics.csv").is_file() and (run / "checkpoints/last.ckpt").is_file()
 
 
 def test_a_run_folder_as_checkpoint_points_at_its_last_ckpt(splicing_run: Path) -> None:

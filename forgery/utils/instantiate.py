@@ -57,5 +57,10 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
                 )
                 kwargs["offline"] = True
         log.info("logger %s <%s>", name, lg._target_)
-        loggers.append(hydra.utils.instantiate(lg, **kwargs))
+        logger = hydra.utils.instantiate(lg, **kwargs)
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            # Lightning passes anonymous=None to wandb.init, which recent W&B versions warn has no effect
+            init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
