@@ -58,6 +58,25 @@ def test_slurm_cpu_launcher_runs_one_extraction_per_job() -> None:
     assert cfg.workers == "auto"
 
 
+def test_faces_split_all_checks_every_split_before_reading_a_video(tmp_path: Path) -> None:
+    """DFDC without its test labels.csv: split=all names the file before extracting train and val."""
+    import json
+
+    from forgery.cli.faces import run
+    from forgery.data.faces.sources import FaceDataError
+
+    root, out = tmp_path / "dfdc", tmp_path / "out"
+    (root / "dfdc_train_part_0").mkdir(parents=True)
+    (root / "dfdc_train_part_0/metadata.json").write_text(json.dumps({"aaa.mp4": {"label": "REAL"}}))
+    (root / "dfdc_train_part_0/aaa.mp4").write_bytes(b"")
+    cfg = _compose(
+        ["data_name=dfdc", f"root={root}", "split=all", f"out_dir={out}", "workers=0"], app="faces"
+    )
+    with pytest.raises(FaceDataError, match="labels.csv: DFDC test labels.csv not found"):
+        run(cfg)
+    assert not out.exists()  # nothing extracted, no index or report written
+
+
 def test_faces_refuses_several_tasks_of_one_slurm_step(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

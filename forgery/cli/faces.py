@@ -78,9 +78,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     workers = cpu_workers(cfg.get("workers", "auto"))
     source = _options(cfg.get("source"))
+    # every split is listed before any video is read: split=all on a dataset without, e.g., its test labels
+    # fails at once instead of after hours of extracting the training videos
+    indexes = [(split, index_videos(cfg.data_name, cfg.root, split, **source)) for split in splits]
     reports = {}
-    for split in splits:
-        index = index_videos(cfg.data_name, cfg.root, split, **source)
+    for split, index in indexes:
         name = f"{cfg.data_name}/{split}"
         reports[name] = extract_faces(
             index,
