@@ -51,22 +51,32 @@ def test_eval_sweep_rows_missing_root_and_files(tmp_path: Path) -> None:
         _eval_metrics("casia2", 0.42, 50, intervals={"test/pixel_f1": [0.38, 0.47]}),
     )
     _job(sweep, 2, ["ckpt_path=/ckpt/best.ckpt", "data=columbia"], failed={"error": "/x: root absent"})
+    only_tampered = _eval_metrics("coverage", 0.2, 8)
+    only_tampered["metrics"] |= {"test/image_auroc": None}  # NaN in metrics.json: one class only
+    _job(sweep, 3, ["ckpt_path=/ckpt/best.ckpt", "data=coverage"], only_tampered)
     written = write_summary(sweep)
     summary = json.loads(written["json"].read_text())
     assert summary["axes"] == ["data"]  # ckpt_path is the same in every job: not an axis
     rows = summary["rows"]
-    assert [r["dataset"] for r in rows] == ["casia1", "casia2", None]
-    assert [r["images"] for r in rows] == [100, 50, None]
+    assert [r["dataset"] for r in rows] == ["casia1", "casia2", None, "coverage"]
+    assert [r["images"] for r in rows] == [100, 50, None, 8]
+    assert [r["undefined"] for r in rows] == [[], [], [], ["test/image_auroc"]]
     assert rows[1]["test/pixel_f1"] == 0.42 and rows[1]["test/pixel_f1 95% CI"] == [0.38, 0.47]
     assert rows[2]["status"] == "failed: /x: root absent" and rows[2]["data"] == "columbia"
     with written["csv"].open() as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 3 and float(table[0]["test/pixel_f1"]) == 0.31
+    assert len(table) == 4 and float(table[0]["test/pixel_f1"]) == 0.31
     md = written["md"].read_text()
     assert (
         "Checkpoint: `/ckpt/best.ckpt`" in md and "| 1 | casia2 | casia2 | 50 | 25 | 0.42 [0.38, 0.47]" in md
     )
     assert "failed: /x: root absent" in md
+    # undefined (computed, NaN) is n/a and explained; absent (casia1 has no image AUC column) stays blank
+    assert "| 3 | coverage | coverage | 8 | 4 | 0.2 | 0.6 | n/a | ok |" in md
+    assert (
+        "n/a: undefined on that data" in md
+        and "| 0 | casia1 | casia1 | 100 | 50 | 0.31 | 0.655 |  | ok |" in md
+    )
     image = Image.open(written["heatmap"])
     assert image.size[0] > 200 and image.size[1] > 100
 

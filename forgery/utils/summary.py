@@ -182,6 +182,8 @@ def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
             row[col] = job.get("metrics", {}).get(col)
             if col in job.get("intervals", {}):
                 row[f"{col} 95% CI"] = job["intervals"][col]
+        # computed but undefined (NaN, written as null: e.g. image AUC when every image is tampered)
+        row["undefined"] = [c for c in columns if c in job.get("metrics", {}) and row[c] is None]
         rows.append(row)
         for method, metrics in sorted(job.get("per_method", {}).items()):
             rows.append(
@@ -238,6 +240,8 @@ def _markdown(summary: Mapping[str, Any]) -> str:
     if len(ckpts) == 1:
         lines += [f"Checkpoint: `{ckpts.pop()}`", ""]
     lines += ["95% bootstrap intervals in brackets where the run computed them.", ""]
+    if any(r.get("undefined") for r in rows):
+        lines += ["n/a: undefined on that data (e.g. an AUC where only one class occurs).", ""]
     header = [
         "job",
         *axes,
@@ -258,7 +262,7 @@ def _markdown(summary: Mapping[str, Any]) -> str:
         cells.append(_fmt(row.get("test/n_tampered")))
         for m in metrics:
             value, ci = row.get(m), row.get(f"{m} 95% CI")
-            text = _fmt(value)
+            text = "n/a" if m in row.get("undefined", ()) else _fmt(value)
             if isinstance(ci, list) and len(ci) == 2 and value is not None:
                 text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
             cells.append(text)
