@@ -126,7 +126,10 @@ def test_face_eval_sweep_draws_roc_and_pr_and_per_method_rows(tmp_path: Path) ->
             "dataset": "ffpp",
             "size": 8,
             "metrics": {"test/auc": 0.75, "test/video_auc": 0.8},
-            "per_method": {"Deepfakes": {"auc": 0.9, "n_frames": 6}, "FaceSwap": {"auc": 0.6, "n_frames": 6}},
+            "per_method": {
+                "Deepfakes": {"auc": 0.9, "video_auc": None, "n_frames": 6},
+                "FaceSwap": {"auc": 0.6, "video_auc": 0.7, "n_frames": 6},
+            },
         },
     )
     rng = np.random.default_rng(0)
@@ -140,6 +143,8 @@ def test_face_eval_sweep_draws_roc_and_pr_and_per_method_rows(tmp_path: Path) ->
     rows = summarize_sweep(sweep)["rows"]
     assert [r["dataset"] for r in rows] == ["ffpp", "ffpp/Deepfakes", "ffpp/FaceSwap"]
     assert rows[1]["test/auc"] == 0.9 and rows[2]["images"] == 6
+    assert [r["undefined"] for r in rows] == [[], ["test/video_auc"], []]
+    assert "| 0 | ffpp/Deepfakes | 6 |  | 0.9 | n/a |" in written["md"].read_text()
 
 
 def test_callback_writes_after_the_last_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

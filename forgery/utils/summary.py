@@ -195,6 +195,11 @@ def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
                     "status": "ok (subset: reals + this method's fakes)",
                     "checkpoint": job.get("checkpoint"),
                     **{c: metrics.get(c.partition("/")[2]) for c in columns},
+                    "undefined": [
+                        c
+                        for c in columns
+                        if c.partition("/")[2] in metrics and metrics[c.partition("/")[2]] is None
+                    ],
                 }
             )
     return {
