@@ -186,6 +186,7 @@ def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
         row["undefined"] = [c for c in columns if c in job.get("metrics", {}) and row[c] is None]
         rows.append(row)
         for method, metrics in sorted(job.get("per_method", {}).items()):
+            names = {c: c.partition("/")[2] for c in columns}  # per-method metrics are stored without a stage
             rows.append(
                 {
                     "job": job["job"],
@@ -194,12 +195,8 @@ def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
                     "images": metrics.get("n_frames"),
                     "status": "ok (subset: reals + this method's fakes)",
                     "checkpoint": job.get("checkpoint"),
-                    **{c: metrics.get(c.partition("/")[2]) for c in columns},
-                    "undefined": [
-                        c
-                        for c in columns
-                        if c.partition("/")[2] in metrics and metrics[c.partition("/")[2]] is None
-                    ],
+                    **{c: metrics.get(n) for c, n in names.items()},
+                    "undefined": [c for c, n in names.items() if n in metrics and metrics[n] is None],
                 }
             )
     return {
